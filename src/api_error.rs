@@ -1,0 +1,180 @@
+//! OpenAI-shaped JSON errors: the single builder for every error response the gateway makes.
+//!
+//! `{"error": {"message": "...", "type": "...", "code": "..."}}` is what the official OpenAI SDKs
+//! parse, so a trainee sees "Request too large (limit 10 MiB)" instead of a bare status code.
+//! Errors produced by a node are passed through untouched; this module is only for ours.
+
+use bytes::Bytes;
+use serde_json::json;
+
+/// What went wrong, as a client should understand it. Each kind has one status and one `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+    UpstreamError,
+    NoHealthyNode,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::RequestTooLarge => 413,
+            ErrorKind::UpstreamError => 502,
+            ErrorKind::NoHealthyNode => 503,
+            ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The `error.type` field (contract: clients and operators match on it).
+    pub fn type_name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::UpstreamError => "upstream_error",
+            ErrorKind::NoHealthyNode => "no_healthy_node",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+}
+
+/// One error response: kind, a human message, a machine `code`, and an optional `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    /// The JSON body, ready to write.
+    pub fn body(&self) -> Bytes {
+        let value = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind.type_name(),
+                "code": self.code,
+            }
+        });
+        Bytes::from(value.to_string())
+    }
+
+    pub fn not_found(path: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("No route for {path}. The gateway serves /v1/* (OpenAI-compatible) and /health."),
+        )
+    }
+
+    pub fn request_too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            ErrorKind::RequestTooLarge,
+            "request_too_large",
+            format!(
+                "Request body is larger than this gateway accepts ({}).",
+                human_size(limit)
+            ),
+        )
+    }
+
+    pub fn node_refused(node: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::UpstreamError,
+            "node_unreachable",
+            format!("The agent node `{node}` refused the connection. Try again shortly."),
+        )
+    }
+
+    pub fn node_failed(node: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::UpstreamError,
+            "node_error",
+            format!("The agent node `{node}` closed the connection or sent an invalid response."),
+        )
+    }
+
+    pub fn node_timeout(node: &str, phase: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::UpstreamTimeout,
+            "upstream_timeout",
+            format!("The agent node `{node}` did not {phase} in time."),
+        )
+    }
+
+    pub fn no_healthy_node(pool: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::NoHealthyNode,
+            "no_healthy_node",
+            format!("No healthy agent node is available in pool `{pool}`. Try again shortly."),
+        )
+        .with_retry_after(5)
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            ErrorKind::Internal,
+            "internal_error",
+            "The gateway failed to handle this request.",
+        )
+    }
+}
+
+/// `10485760` → `10 MiB`; exact binary units where they fit, bytes otherwise.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    UNITS
+        .iter()
+        .find(|(size, _)| bytes >= *size && bytes % size == 0)
+        .map(|(size, unit)| format!("{} {unit}", bytes / size))
+        .unwrap_or_else(|| format!("{bytes} bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_openai_shaped() {
+        let e = ApiError::request_too_large(10 << 20);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["type"], "request_too_large");
+        assert_eq!(v["error"]["code"], "request_too_large");
+        assert!(v["error"]["message"].as_str().unwrap().contains("10 MiB"));
+        assert_eq!(e.status(), 413);
+    }
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(human_size(10 << 20), "10 MiB");
+        assert_eq!(human_size(1536), "1536 bytes");
+        assert_eq!(human_size(2048), "2 KiB");
+    }
+}

@@ -1,0 +1,13 @@
+//! ExoClaw: a programmable gateway in front of OpenClaw agent nodes, built on Pingora.
+//!
+//! The binary (`main.rs`) is a thin command line over this library; integration tests and
+//! benchmarks use the library directly for the mock node and the pure request-path steps.
+
+pub mod api_error;
+pub mod config;
+pub mod demo;
+pub mod mock;
+pub mod proxy;
+pub mod server;
+pub mod state;
+pub mod upstream;

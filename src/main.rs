@@ -1,0 +1,71 @@
+//! The `exoclaw` command line: parse arguments, load config, run. Nothing else lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use exoclaw::config::Config;
+use exoclaw::server::{self, Launch};
+
+#[derive(Parser)]
+#[command(name = "exoclaw", version, about = "A gateway in front of OpenClaw agent nodes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, default_value = "conf/exoclaw.yaml")]
+        config: PathBuf,
+        /// Take over the listening sockets of a running exoclaw (zero-downtime upgrade).
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Validate a config file and exit (non-zero, naming the key, when it is invalid).
+    Check {
+        #[arg(long, default_value = "conf/exoclaw.yaml")]
+        config: PathBuf,
+    },
+    /// Run the gateway and a built-in mock OpenClaw node on loopback.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Check { config } => Config::load(&config)
+            .map(|_| println!("{}: OK", config.display()))
+            .map_err(|e| e.to_string()),
+        Command::Serve { config, upgrade } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|config| server::build(&config, Launch { upgrade }))
+            .map(|(server, _live)| server.run_forever()),
+        Command::Demo { listen } => exoclaw::demo::run(listen),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("exoclaw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `EXOCLAW_LOG` (or `RUST_LOG`) sets the filter, `info` by default.
+fn init_logging() {
+    let filter = std::env::var("EXOCLAW_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}

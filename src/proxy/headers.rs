@@ -1,0 +1,67 @@
+//! Every header name the gateway reads, sets or strips, in one place.
+//!
+//! The strip list is a security boundary: a client must never be able to impersonate another
+//! user to a node (`X-Forwarded-User`), inject a Codex session (`X-Codex-Token`), or leak its
+//! gateway key to a node (`X-Gateway-Key`).
+
+use rand::RngCore;
+
+/// Request id, both directions (`x-request-id` on responses, `X-Request-Id` to the node).
+pub const REQUEST_ID: &str = "x-request-id";
+/// The user the gateway vouches for, set by the gateway only.
+pub const FORWARDED_USER: &str = "x-forwarded-user";
+/// The caller's Codex OAuth token, resolved by the gateway in Codex mode.
+pub const CODEX_TOKEN: &str = "x-codex-token";
+/// The gateway key a client presents.
+pub const GATEWAY_KEY: &str = "x-gateway-key";
+/// The user id a client claims (the seed's header).
+pub const USER_ID: &str = "x-user-id";
+
+/// Headers a client may send but a node must never see from the client.
+pub const STRIPPED_FROM_CLIENT: [&str; 3] = [FORWARDED_USER, CODEX_TOKEN, GATEWAY_KEY];
+
+/// Longest request id or user id accepted from a client.
+const MAX_ID_LEN: usize = 128;
+
+/// True for ids safe to echo into headers and logs: 1–128 of `A-Z a-z 0-9 - _ . : @`.
+pub fn is_well_formed_id(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_ID_LEN
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
+}
+
+/// The client's request id when it is well-formed, a fresh one otherwise.
+pub fn request_id_from(client_value: Option<&[u8]>) -> String {
+    match client_value {
+        Some(v) if is_well_formed_id(v) => String::from_utf8_lossy(v).into_owned(),
+        _ => new_request_id(),
+    }
+}
+
+/// `req_` and 128 random bits in hex.
+pub fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("req_{}", hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_id_is_kept_when_well_formed() {
+        assert_eq!(request_id_from(Some(b"abc-123_x.y:z")), "abc-123_x.y:z");
+    }
+
+    #[test]
+    fn malformed_request_id_is_replaced() {
+        for bad in [&b""[..], b"has space", b"new\nline", &[b'a'; 129][..]] {
+            let id = request_id_from(Some(bad));
+            assert!(id.starts_with("req_") && id.len() == 36, "{id}");
+        }
+        assert_ne!(new_request_id(), new_request_id());
+    }
+}
