@@ -90,7 +90,9 @@ impl ApiError {
         ApiError::new(
             ErrorKind::NotFound,
             "not_found",
-            format!("No route for {path}. The gateway serves /v1/* (OpenAI-compatible) and /health."),
+            format!(
+                "No route for {path}. The gateway serves /v1/* (OpenAI-compatible) and /health."
+            ),
         )
     }
 

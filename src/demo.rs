@@ -4,7 +4,9 @@
 //! answers like an OpenClaw node would (see `crate::mock`), and the banner prints a URL, a user,
 //! a key and curl lines that work exactly as printed.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -28,7 +30,9 @@ pub fn run(listen: SocketAddr) -> Result<(), String> {
     let mock_addr = mock_listener
         .local_addr()
         .map_err(|e| format!("cannot start the mock node: {e}"))?;
-    let config = Config::from_yaml(&demo_config(listen, mock_addr)).map_err(|e| e.to_string())?;
+    let database = std::env::temp_dir().join(format!("exoclaw-demo-{}.db", std::process::id()));
+    let config =
+        Config::from_yaml(&demo_config(listen, mock_addr, &database)).map_err(|e| e.to_string())?;
     let (mut server, _live) = server::build(&config, Launch::default())?;
     server.add_service(background_service(
         "mock OpenClaw node",
@@ -36,14 +40,18 @@ pub fn run(listen: SocketAddr) -> Result<(), String> {
             listener: Mutex::new(Some(mock_listener)),
         },
     ));
-    println!("{}", banner(listen, mock_addr));
+    // A closed stdout (piped into `head`, a finished reader) must not take the gateway down.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{}", banner(listen, mock_addr)).and_then(|()| stdout.flush());
     server.run_forever()
 }
 
 /// The demo's config: the same YAML an operator writes, pointed at the mock node.
-pub fn demo_config(listen: SocketAddr, mock_addr: SocketAddr) -> String {
+pub fn demo_config(listen: SocketAddr, mock_addr: SocketAddr, database: &Path) -> String {
+    let database = database.display();
     format!(
-        r#"server:
+        r#"database: "{database}"
+server:
   listen: "{listen}"
   threads: 2
   grace_period: 1s
@@ -121,14 +129,17 @@ mod tests {
     fn demo_config_is_valid_and_points_at_the_mock() {
         let listen: SocketAddr = "127.0.0.1:8787".parse().unwrap();
         let mock: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let config = Config::from_yaml(&demo_config(listen, mock)).unwrap();
+        let config = Config::from_yaml(&demo_config(listen, mock, Path::new("/tmp/d.db"))).unwrap();
         assert_eq!(config.server.listen, listen);
         assert_eq!(config.pool.nodes[0].addr, mock);
     }
 
     #[test]
     fn banner_names_url_user_and_key() {
-        let b = banner("127.0.0.1:8787".parse().unwrap(), "127.0.0.1:4".parse().unwrap());
+        let b = banner(
+            "127.0.0.1:8787".parse().unwrap(),
+            "127.0.0.1:4".parse().unwrap(),
+        );
         assert!(b.contains("curl -s http://127.0.0.1:8787/v1/chat/completions"));
         assert!(b.contains(DEMO_USER) && b.contains(DEMO_PROVIDER_KEY));
         assert!(b.contains("\"stream\":true"));

@@ -6,6 +6,7 @@
 pub mod api_error;
 pub mod config;
 pub mod demo;
+pub mod ledger;
 pub mod mock;
 pub mod proxy;
 pub mod server;

@@ -1,5 +1,6 @@
 //! The `exoclaw` command line: parse arguments, load config, run. Nothing else lives here.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,11 @@ use exoclaw::config::Config;
 use exoclaw::server::{self, Launch};
 
 #[derive(Parser)]
-#[command(name = "exoclaw", version, about = "A gateway in front of OpenClaw agent nodes")]
+#[command(
+    name = "exoclaw",
+    version,
+    about = "A gateway in front of OpenClaw agent nodes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,5 +72,6 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

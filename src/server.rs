@@ -11,6 +11,7 @@ use pingora::server::Server;
 use pingora_proxy::http_proxy_service;
 
 use crate::config::Config;
+use crate::ledger;
 use crate::proxy::Gateway;
 use crate::state::{self, LiveSnapshot};
 
@@ -21,12 +22,14 @@ pub struct Launch {
     pub upgrade: bool,
 }
 
-/// Builds the server with the proxy service on `server.listen`. Fails with a readable message
+/// Builds the server with the proxy service on `server.listen`, after bringing the database
+/// schema up to date. Fails with a readable message
 /// when the listen address is taken (Pingora itself would panic later, deep in start-up).
 pub fn build(config: &Config, launch: Launch) -> Result<(Server, LiveSnapshot), String> {
     if !launch.upgrade {
         ensure_can_listen(config.server.listen)?;
     }
+    ledger::open(&config.database)?;
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs_f64().ceil() as u64),

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub server: ServerSection,
+    pub database: Option<String>,
     pub pools: BTreeMap<String, PoolSection>,
 }
 

@@ -10,7 +10,7 @@ pub mod units;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use file::{ConfigFile, NodeSection, PoolSection, ServerSection, SizeValue};
@@ -27,10 +27,14 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time in-flight requests get to finish on a graceful stop.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
+/// Default location of the SQLite ledger, relative to the working directory.
+pub const DEFAULT_DATABASE: &str = "./data/exoclaw.db";
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: Server,
+    pub database: PathBuf,
     pub pool: Pool,
 }
 
@@ -108,8 +112,17 @@ impl Config {
 }
 
 fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
-    let ConfigFile { server, pools } = raw;
+    let ConfigFile {
+        server,
+        database,
+        pools,
+    } = raw;
     let server = validate_server(server)?;
+    let database = match database {
+        Some(path) if path.trim().is_empty() => return Err(err("database", "must not be empty")),
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(DEFAULT_DATABASE),
+    };
     if pools.len() != 1 {
         return Err(err(
             "pools",
@@ -121,7 +134,11 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     }
     let (name, pool) = pools.into_iter().next().expect("one pool, checked above");
     let pool = validate_pool(name, pool)?;
-    Ok(Config { server, pool })
+    Ok(Config {
+        server,
+        database,
+        pool,
+    })
 }
 
 fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
@@ -190,7 +207,11 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
             connect_timeout,
             DEFAULT_CONNECT_TIMEOUT,
         )?,
-        read: duration_or(&format!("{at}.read_timeout"), read_timeout, DEFAULT_READ_TIMEOUT)?,
+        read: duration_or(
+            &format!("{at}.read_timeout"),
+            read_timeout,
+            DEFAULT_READ_TIMEOUT,
+        )?,
         write: duration_or(
             &format!("{at}.write_timeout"),
             write_timeout,
@@ -233,7 +254,11 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{addr}` resolves to no address"))
 }
 
-fn duration_or(path: &str, raw: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+fn duration_or(
+    path: &str,
+    raw: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match raw {
         None => Ok(default),
         Some(text) => {
@@ -292,10 +317,22 @@ pools:
 
     #[test]
     fn sizes_accept_units_and_plain_numbers() {
-        let text = MINIMAL.replace("\"127.0.0.1:8787\"", "\"127.0.0.1:8787\", max_request_body: 2MiB");
-        assert_eq!(Config::from_yaml(&text).unwrap().server.max_request_body, 2 << 20);
-        let text = MINIMAL.replace("\"127.0.0.1:8787\"", "\"127.0.0.1:8787\", max_request_body: 4096");
-        assert_eq!(Config::from_yaml(&text).unwrap().server.max_request_body, 4096);
+        let text = MINIMAL.replace(
+            "\"127.0.0.1:8787\"",
+            "\"127.0.0.1:8787\", max_request_body: 2MiB",
+        );
+        assert_eq!(
+            Config::from_yaml(&text).unwrap().server.max_request_body,
+            2 << 20
+        );
+        let text = MINIMAL.replace(
+            "\"127.0.0.1:8787\"",
+            "\"127.0.0.1:8787\", max_request_body: 4096",
+        );
+        assert_eq!(
+            Config::from_yaml(&text).unwrap().server.max_request_body,
+            4096
+        );
     }
 
     #[test]

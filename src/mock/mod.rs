@@ -69,7 +69,9 @@ impl MockNode {
 
     /// Serves on an already bound listener (the demo binds before the runtime exists).
     pub fn serve_on(listener: TcpListener, options: MockOptions) -> MockNode {
-        let addr = listener.local_addr().expect("bound listener has an address");
+        let addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Shared {
             options,
@@ -117,7 +119,12 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return Ok(json(StatusCode::BAD_REQUEST, &openai::error("body read failed", "invalid_request_error"))),
+        Err(_) => {
+            return Ok(json(
+                StatusCode::BAD_REQUEST,
+                &openai::error("body read failed", "invalid_request_error"),
+            ))
+        }
     };
     if let Ok(mut seen) = shared.seen.lock() {
         seen.push(SeenRequest {
@@ -140,12 +147,21 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
         (&Method::GET, "/v1/models") => json(StatusCode::OK, &openai::models(now)),
         (&Method::POST, "/v1/embeddings") => match openai::embeddings(&body) {
             Ok(v) => json(StatusCode::OK, &v),
-            Err(m) => json(StatusCode::BAD_REQUEST, &openai::error(&m, "invalid_request_error")),
+            Err(m) => json(
+                StatusCode::BAD_REQUEST,
+                &openai::error(&m, "invalid_request_error"),
+            ),
         },
         (&Method::POST, "/v1/chat/completions") => match openai::ChatRequest::parse(&body) {
             Ok(chat) if chat.stream => stream_chat(&chat, now, &shared.options),
-            Ok(chat) => json(StatusCode::OK, &openai::chat_completion(&completion_id(), now, &chat)),
-            Err(m) => json(StatusCode::BAD_REQUEST, &openai::error(&m, "invalid_request_error")),
+            Ok(chat) => json(
+                StatusCode::OK,
+                &openai::chat_completion(&completion_id(), now, &chat),
+            ),
+            Err(m) => json(
+                StatusCode::BAD_REQUEST,
+                &openai::error(&m, "invalid_request_error"),
+            ),
         },
         (_, path) => json(
             StatusCode::NOT_FOUND,
@@ -197,7 +213,10 @@ fn json(status: StatusCode, value: &Value) -> Response<Body> {
 }
 
 fn completion_id() -> String {
-    format!("chatcmpl-{}", &crate::proxy::headers::new_request_id()[4..28])
+    format!(
+        "chatcmpl-{}",
+        &crate::proxy::headers::new_request_id()[4..28]
+    )
 }
 
 fn unix_now() -> u64 {

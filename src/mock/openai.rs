@@ -63,7 +63,13 @@ impl ChatRequest {
         words
             .iter()
             .enumerate()
-            .map(|(i, w)| if i == last { (*w).to_owned() } else { format!("{w} ") })
+            .map(|(i, w)| {
+                if i == last {
+                    (*w).to_owned()
+                } else {
+                    format!("{w} ")
+                }
+            })
             .collect()
     }
 }
@@ -108,7 +114,10 @@ pub fn chat_stream_events(id: &str, created: u64, req: &ChatRequest) -> Vec<Stri
         c
     };
     let words = req.answer_words();
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     events.extend(
         words
             .iter()
@@ -137,7 +146,11 @@ pub fn embeddings(body: &[u8]) -> Result<Value, String> {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| i.to_string())
+            })
             .collect(),
         _ => return Err("`input` must be a string or an array".into()),
     };
@@ -163,7 +176,12 @@ fn embed(text: &str) -> Vec<f64> {
     for (i, b) in text.bytes().enumerate() {
         v[i % 16] += f64::from(b) * ((i / 16) as f64 + 1.0).recip();
     }
-    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::EPSILON);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::EPSILON);
     v.iter().map(|x| x / norm).collect()
 }
 
@@ -208,7 +226,10 @@ mod tests {
             u["total_tokens"].as_u64().unwrap(),
             u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
         );
-        assert_eq!(u["completion_tokens"].as_u64().unwrap() as usize, r.answer_words().len());
+        assert_eq!(
+            u["completion_tokens"].as_u64().unwrap() as usize,
+            r.answer_words().len()
+        );
         assert!(v["choices"][0]["message"]["content"]
             .as_str()
             .unwrap()

@@ -224,10 +224,14 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// A client hanging up mid-answer is routine (Ctrl-C, a closed tab), not an error worth a
+    /// line at ERROR level; the request line in `logging` still records it.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        client_went_away(error)
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         tracing::info!(
             target: "exoclaw::request",
@@ -272,6 +276,15 @@ fn claimed_user(req: &RequestHeader) -> String {
     }
 }
 
+fn client_went_away(e: &Error) -> bool {
+    use ErrorType::*;
+    e.esource() == &ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ReadError | WriteError | ConnectionClosed | ReadTimedout
+        )
+}
+
 /// Maps a proxy failure to the error the client sees; `None` when the client itself is gone.
 fn classify_failure(e: &Error, node: &str) -> Option<ApiError> {
     use ErrorType::*;
@@ -287,7 +300,7 @@ fn classify_failure(e: &Error, node: &str) -> Option<ApiError> {
             Some(ApiError::node_refused(node))
         }
         (ErrorSource::Upstream, _) => Some(ApiError::node_failed(node)),
-        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed | ReadTimedout) => None,
+        _ if client_went_away(e) => None,
         (ErrorSource::Downstream, _) => Some(ApiError::new(
             crate::api_error::ErrorKind::InvalidRequest,
             "invalid_request",

@@ -41,7 +41,9 @@ impl NodePool {
                     weight: node.weight,
                     ext: Default::default(),
                 };
-                backend.ext.insert::<Arc<str>>(Arc::from(node.name.as_str()));
+                backend
+                    .ext
+                    .insert::<Arc<str>>(Arc::from(node.name.as_str()));
                 backend
             })
             .collect();
@@ -65,9 +67,11 @@ impl NodePool {
     /// Picks the next node for `key`, skipping `exclude` (nodes this request already failed on).
     pub fn pick(&self, key: &[u8], exclude: &[SocketAddr]) -> Option<PickedNode> {
         let max_iterations = self.config.nodes.len() * 4;
-        let backend = self.balancer.select_with(key, max_iterations, |b, healthy| {
-            healthy && !b.addr.as_inet().is_some_and(|a| exclude.contains(a))
-        })?;
+        let backend = self
+            .balancer
+            .select_with(key, max_iterations, |b, healthy| {
+                healthy && !b.addr.as_inet().is_some_and(|a| exclude.contains(a))
+            })?;
         let addr = *backend.addr.as_inet()?;
         let name = backend
             .ext

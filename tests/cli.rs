@@ -1,0 +1,112 @@
+//! The command line as an operator and a newcomer use it: `check` and `demo`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_addr, EXOCLAW};
+
+fn check(config_text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exoclaw.yaml");
+    std::fs::write(&path, config_text).unwrap();
+    Command::new(EXOCLAW)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_rejects_an_unknown_key_by_name() {
+    let text = "server: { listen: \"127.0.0.1:8787\", listn: \"x\" }\n\
+                pools: { openclaw: { nodes: [ { name: a, addr: \"127.0.0.1:1\" } ] } }\n";
+    let out = check(text);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listn"), "{stderr}");
+    assert!(
+        stderr.contains("server"),
+        "the path of the key is named: {stderr}"
+    );
+}
+
+#[test]
+fn check_names_a_bad_duration_and_a_bad_address() {
+    let text = "server: { listen: \"127.0.0.1:8787\" }\n\
+                pools: { openclaw: { read_timeout: soon, nodes: [ { name: a, addr: \"127.0.0.1:1\" } ] } }\n";
+    let stderr = String::from_utf8_lossy(&check(text).stderr).into_owned();
+    assert!(stderr.contains("pools.openclaw.read_timeout"), "{stderr}");
+    let text = "server: { listen: \"everywhere\" }\n\
+                pools: { openclaw: { nodes: [ { name: a, addr: \"127.0.0.1:1\" } ] } }\n";
+    let stderr = String::from_utf8_lossy(&check(text).stderr).into_owned();
+    assert!(stderr.contains("server.listen"), "{stderr}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/exoclaw.yaml");
+    let out = Command::new(EXOCLAW)
+        .args(["check", "--config", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `exoclaw demo`, then runs the curl lines of its banner exactly as printed.
+#[test]
+fn demo_curl_lines_work_as_printed() {
+    let listen = free_addr();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(EXOCLAW)
+        .args(["demo", "--listen", &listen.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut banner = Vec::new();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("Ctrl-C");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let curls: Vec<&String> = banner
+        .iter()
+        .filter(|l| l.trim_start().starts_with("curl "))
+        .collect();
+    assert_eq!(curls.len(), 2, "a completion and a stream: {banner:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let run = |line: &str| Command::new("sh").args(["-c", line]).output().unwrap();
+    let mut completion = run(curls[0]);
+    while !completion.status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        completion = run(curls[0]);
+    }
+    let stream = run(curls[1]);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let log = std::fs::read_to_string(log.path()).unwrap_or_default();
+    let completion: serde_json::Value = serde_json::from_slice(&completion.stdout)
+        .unwrap_or_else(|e| panic!("completion is JSON ({e}): {completion:?}\n{log}"));
+    assert!(completion["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Hello"));
+    assert!(completion["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let stream = String::from_utf8(stream.stdout).unwrap();
+    assert!(stream.matches("data: {").count() > 3, "{stream}");
+    assert!(stream.ends_with("data: [DONE]\n\n"), "{stream}");
+}

@@ -1,0 +1,278 @@
+//! The request path over real HTTP: a real `exoclaw` process in front of a real mock node.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{chat_body, client, config_yaml, error_type, free_addr, Gateway};
+use exoclaw::mock::{MockNode, MockOptions};
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+
+async fn gateway_for(node: &MockNode, server_extra: &str, pool_extra: &str) -> Gateway {
+    let node_addr = node.addr();
+    let (server_extra, pool_extra) = (server_extra.to_owned(), pool_extra.to_owned());
+    Gateway::start(move |listen| config_yaml(listen, &[node_addr], &server_extra, &pool_extra))
+        .await
+}
+
+#[tokio::test]
+async fn first_stream_event_reaches_client_while_node_holds_the_rest() {
+    let gate = Arc::new(Semaphore::new(0));
+    let node = MockNode::start(MockOptions {
+        hold_after_first_event: Some(gate.clone()),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let gw = gateway_for(&node, "", "").await;
+
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.bytes_stream();
+    let mut received = String::new();
+    while !received.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("first event must arrive while the node holds the rest")
+            .expect("stream still open")
+            .unwrap();
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(received.starts_with("data: {"), "{received}");
+    assert!(
+        !received.contains("[DONE]"),
+        "the node has not sent the rest yet"
+    );
+
+    gate.add_permits(1);
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), body.next())
+        .await
+        .expect("rest of the stream arrives once released")
+    {
+        received.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert!(received.ends_with("data: [DONE]\n\n"), "{received}");
+    assert!(received.matches("data: ").count() > 5);
+}
+
+#[tokio::test]
+async fn content_type_of_the_node_is_kept_for_json_sse_and_node_errors() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway_for(&node, "", "").await;
+    let c = client();
+
+    let json = c
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.headers()["content-type"], "application/json");
+    let v: serde_json::Value = json.json().await.unwrap();
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+    let sse = c
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.headers()["content-type"], "text/event-stream");
+    assert!(sse.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+
+    let models = c.get(gw.url("/v1/models")).send().await.unwrap();
+    assert_eq!(models.status(), 200);
+    let embeddings = c
+        .post(gw.url("/v1/embeddings"))
+        .json(&serde_json::json!({"input": "hi", "model": "m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(embeddings.status(), 200);
+
+    // The node's own error passes through untouched: status, type and body.
+    let bad = c
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.headers()["content-type"], "application/json");
+    assert_eq!(error_type(bad).await, "invalid_request_error");
+}
+
+#[tokio::test]
+async fn a_dead_node_gets_a_502_json_error() {
+    let dead = free_addr();
+    let gw = Gateway::start(|listen| config_yaml(listen, &[dead], "", "")).await;
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(error_type(response).await, "upstream_error");
+}
+
+#[tokio::test]
+async fn a_slow_node_gets_a_504_json_error() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway_for(&node, "", "    read_timeout: 300ms\n").await;
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-mock-delay-ms", "3000")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    assert_eq!(error_type(response).await, "upstream_timeout");
+}
+
+#[tokio::test]
+async fn bodies_over_the_cap_get_413_whether_declared_or_chunked() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway_for(&node, "  max_request_body: 1KiB\n", "").await;
+    let c = client();
+
+    let declared = c
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    assert_eq!(error_type(declared).await, "request_too_large");
+    assert!(
+        node.seen().is_empty(),
+        "a declared oversized body never reaches the node"
+    );
+
+    let chunks = futures_util::stream::iter(
+        (0..8).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 512]))),
+    );
+    let chunked = c
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status(), 413);
+    assert_eq!(error_type(chunked).await, "request_too_large");
+
+    let small = c
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200, "bodies under the cap still pass");
+}
+
+#[tokio::test]
+async fn request_id_round_trips_or_is_generated() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway_for(&node, "", "").await;
+    let c = client();
+
+    let kept = c
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", "trace-abc_123")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "trace-abc_123");
+    assert_eq!(node.seen()[0].headers["x-request-id"], "trace-abc_123");
+
+    let replaced = c
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-request-id", "no spaces allowed")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    let generated = replaced.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(generated.starts_with("req_"), "{generated}");
+    assert_eq!(node.seen()[1].headers["x-request-id"], generated.as_str());
+
+    for path in ["/health", "/nowhere"] {
+        let r = c.get(gw.url(path)).send().await.unwrap();
+        assert!(r.headers().contains_key("x-request-id"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn forged_identity_headers_never_reach_the_node() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway_for(&node, "", "").await;
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-user-id", "alice")
+        .header("x-forwarded-user", "admin")
+        .header("x-codex-token", "oauth_stolen")
+        .header("x-gateway-key", "exo_not_for_the_node")
+        .header("authorization", "Bearer sk-alice-own-key")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = &node.seen()[0];
+    let forwarded: Vec<_> = seen.headers.get_all("x-forwarded-user").iter().collect();
+    assert_eq!(forwarded, ["alice"]);
+    assert!(!seen.headers.contains_key("x-codex-token"));
+    assert!(!seen.headers.contains_key("x-gateway-key"));
+    assert_eq!(seen.headers["authorization"], "Bearer sk-alice-own-key");
+}
+
+#[tokio::test]
+async fn health_answers_locally_and_unknown_paths_get_404_json() {
+    let gw = Gateway::start(|listen| config_yaml(listen, &[free_addr()], "", "")).await;
+    let c = client();
+    for path in ["/health", "/healthz"] {
+        let r = c.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["gateway"], "exoclaw");
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    }
+    let missing = c.get(gw.url("/admin/secret")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(error_type(missing).await, "not_found");
+}
+
+#[tokio::test]
+async fn serve_creates_and_migrates_the_database() {
+    let gw = Gateway::start(|listen| config_yaml(listen, &[free_addr()], "", "")).await;
+    let path = gw.dir.path().join("data/exoclaw.db");
+    let conn = rusqlite::Connection::open(&path).expect("the ledger file exists");
+    let version = exoclaw::ledger::migrations::current_version(&conn).unwrap();
+    assert_eq!(
+        version,
+        exoclaw::ledger::migrations::MIGRATIONS.last().unwrap().0
+    );
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
