@@ -276,3 +276,25 @@ async fn serve_creates_and_migrates_the_database() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_on_another_node() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let (live, dead) = (node.addr(), free_addr());
+    let gw = Gateway::start(move |listen| config_yaml(listen, &[dead, live], "", "")).await;
+    let c = client();
+    for i in 0..6 {
+        let r = c
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "request {i} must fail over to the live node"
+        );
+    }
+    assert_eq!(node.seen().len(), 6);
+}
