@@ -4,6 +4,7 @@
 //! benchmarks use the library directly for the mock node and the pure request-path steps.
 
 pub mod api_error;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod ledger;
