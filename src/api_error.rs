@@ -11,8 +11,10 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     InvalidRequest,
+    Authentication,
     NotFound,
     RequestTooLarge,
+    RateLimited,
     UpstreamError,
     NoHealthyNode,
     UpstreamTimeout,
@@ -23,8 +25,10 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::InvalidRequest => 400,
+            ErrorKind::Authentication => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::RequestTooLarge => 413,
+            ErrorKind::RateLimited => 429,
             ErrorKind::UpstreamError => 502,
             ErrorKind::NoHealthyNode => 503,
             ErrorKind::UpstreamTimeout => 504,
@@ -36,8 +40,10 @@ impl ErrorKind {
     pub fn type_name(self) -> &'static str {
         match self {
             ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::Authentication => "authentication_error",
             ErrorKind::NotFound => "not_found",
             ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::RateLimited => "rate_limit_exceeded",
             ErrorKind::UpstreamError => "upstream_error",
             ErrorKind::NoHealthyNode => "no_healthy_node",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
@@ -84,6 +90,36 @@ impl ApiError {
             }
         });
         Bytes::from(value.to_string())
+    }
+
+    pub fn invalid_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::InvalidRequest, code, message)
+    }
+
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Authentication, code, message)
+    }
+
+    pub fn rate_limited(limit: u32, retry_after_secs: u64) -> ApiError {
+        ApiError::new(
+            ErrorKind::RateLimited,
+            "rate_limit_exceeded",
+            format!(
+                "Rate limit exceeded: {limit} requests per minute. Try again in {retry_after_secs}s."
+            ),
+        )
+        .with_retry_after(retry_after_secs)
+    }
+
+    pub fn too_many_failed_logins(retry_after_secs: u64) -> ApiError {
+        ApiError::new(
+            ErrorKind::RateLimited,
+            "too_many_failed_authentications",
+            format!(
+                "Too many failed authentications from your address. Try again in {retry_after_secs}s."
+            ),
+        )
+        .with_retry_after(retry_after_secs)
     }
 
     pub fn not_found(path: &str) -> ApiError {

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::{background_service, BackgroundService};
 
+use crate::auth;
 use crate::config::Config;
 use crate::mock::{MockNode, MockOptions};
 use crate::server::{self, Launch};
@@ -21,6 +22,13 @@ use crate::server::{self, Launch};
 pub const DEMO_USER: &str = "demo-user";
 /// A BYOK-style key: the gateway forwards it to the node, and the mock node accepts any.
 pub const DEMO_PROVIDER_KEY: &str = "sk-demo-key";
+
+/// The demo's addresses: the public listener, and loopback ports picked for the rest.
+struct DemoAddrs {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    sidecar: SocketAddr,
+}
 
 /// Runs the demo until Ctrl-C. Returns only when start-up fails.
 pub fn run(listen: SocketAddr) -> Result<(), String> {
@@ -31,9 +39,23 @@ pub fn run(listen: SocketAddr) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot start the mock node: {e}"))?;
     let database = std::env::temp_dir().join(format!("exoclaw-demo-{}.db", std::process::id()));
+    let addrs = DemoAddrs {
+        listen,
+        admin: free_loopback_port()?,
+        sidecar: free_loopback_port()?,
+    };
     let config =
-        Config::from_yaml(&demo_config(listen, mock_addr, &database)).map_err(|e| e.to_string())?;
-    let (mut server, _live) = server::build(&config, Launch::default())?;
+        Config::from_yaml(&demo_config(&addrs, mock_addr, &database)).map_err(|e| e.to_string())?;
+    let (mut server, handles) = server::build(&config, Launch::default())?;
+    let key = {
+        let conn = handles.credentials.open_db()?;
+        let minted = auth::create_key(&conn, DEMO_USER, None, &config.tiers)?;
+        handles
+            .credentials
+            .reload_keys(&conn)
+            .map_err(|e| e.to_string())?;
+        minted.secret
+    };
     server.add_service(background_service(
         "mock OpenClaw node",
         MockService {
@@ -42,17 +64,24 @@ pub fn run(listen: SocketAddr) -> Result<(), String> {
     ));
     // A closed stdout (piped into `head`, a finished reader) must not take the gateway down.
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "{}", banner(listen, mock_addr)).and_then(|()| stdout.flush());
+    let _ = writeln!(stdout, "{}", banner(listen, mock_addr, &key)).and_then(|()| stdout.flush());
     server.run_forever()
 }
 
 /// The demo's config: the same YAML an operator writes, pointed at the mock node.
-pub fn demo_config(listen: SocketAddr, mock_addr: SocketAddr, database: &Path) -> String {
+fn demo_config(addrs: &DemoAddrs, mock_addr: SocketAddr, database: &Path) -> String {
     let database = database.display();
+    let DemoAddrs {
+        listen,
+        admin,
+        sidecar,
+    } = addrs;
     format!(
         r#"database: "{database}"
 server:
   listen: "{listen}"
+  admin_listen: "{admin}"
+  sidecar_listen: "{sidecar}"
   threads: 2
   grace_period: 1s
 pools:
@@ -64,10 +93,16 @@ pools:
     )
 }
 
-pub fn banner(listen: SocketAddr, mock_addr: SocketAddr) -> String {
+fn free_loopback_port() -> Result<SocketAddr, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("cannot find a free loopback port: {e}"))
+}
+
+pub fn banner(listen: SocketAddr, mock_addr: SocketAddr, gateway_key: &str) -> String {
     let url = format!("http://{listen}");
     let headers = format!(
-        "-H 'Content-Type: application/json' -H 'X-User-ID: {DEMO_USER}' -H 'Authorization: Bearer {DEMO_PROVIDER_KEY}'"
+        "-H 'Content-Type: application/json' -H 'X-Gateway-Key: {gateway_key}' -H 'Authorization: Bearer {DEMO_PROVIDER_KEY}'"
     );
     format!(
         r#"
@@ -76,7 +111,8 @@ ExoClaw demo is running.
   Gateway     {url}
   Mock node   http://{mock_addr}  (built-in OpenClaw stand-in; it echoes your question)
   User        {DEMO_USER}
-  Key         {DEMO_PROVIDER_KEY}  (BYOK: forwarded to the node, never stored)
+  Gateway key {gateway_key}  (identifies {DEMO_USER}; stored only as a hash)
+  Provider key {DEMO_PROVIDER_KEY}  (BYOK: forwarded to the node, never stored)
 
 A completion:
   curl -s {url}/v1/chat/completions {headers} -d '{{"model":"gpt-4o","messages":[{{"role":"user","content":"Hello"}}]}}'
@@ -84,9 +120,11 @@ A completion:
 A stream (events arrive one by one):
   curl -sN {url}/v1/chat/completions {headers} -d '{{"model":"gpt-4o","stream":true,"messages":[{{"role":"user","content":"Hello"}}]}}'
 
-For an OpenAI SDK, put this in .env:
+For an OpenAI SDK, put this in .env and send the gateway key as a default header:
   OPENAI_BASE_URL={url}/v1
   OPENAI_API_KEY={DEMO_PROVIDER_KEY}
+  EXOCLAW_GATEWAY_KEY={gateway_key}
+  (Python: OpenAI(default_headers={{"X-Gateway-Key": os.environ["EXOCLAW_GATEWAY_KEY"]}}))
 
 Press Ctrl-C to stop.
 "#
@@ -129,8 +167,14 @@ mod tests {
     fn demo_config_is_valid_and_points_at_the_mock() {
         let listen: SocketAddr = "127.0.0.1:8787".parse().unwrap();
         let mock: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let config = Config::from_yaml(&demo_config(listen, mock, Path::new("/tmp/d.db"))).unwrap();
+        let addrs = DemoAddrs {
+            listen,
+            admin: "127.0.0.1:40001".parse().unwrap(),
+            sidecar: "127.0.0.1:40002".parse().unwrap(),
+        };
+        let config = Config::from_yaml(&demo_config(&addrs, mock, Path::new("/tmp/d.db"))).unwrap();
         assert_eq!(config.server.listen, listen);
+        assert!(config.auth.require_key);
         assert_eq!(config.pool.nodes[0].addr, mock);
     }
 
@@ -139,9 +183,11 @@ mod tests {
         let b = banner(
             "127.0.0.1:8787".parse().unwrap(),
             "127.0.0.1:4".parse().unwrap(),
+            "exo_k",
         );
         assert!(b.contains("curl -s http://127.0.0.1:8787/v1/chat/completions"));
         assert!(b.contains(DEMO_USER) && b.contains(DEMO_PROVIDER_KEY));
+        assert!(b.contains("X-Gateway-Key: exo_k"));
         assert!(b.contains("\"stream\":true"));
     }
 }

@@ -3,13 +3,19 @@
 //! The binary (`main.rs`) is a thin command line over this library; integration tests and
 //! benchmarks use the library directly for the mock node and the pure request-path steps.
 
+pub mod admin;
 pub mod api_error;
+pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod ledger;
+pub mod limits;
+pub mod local_http;
 pub mod mock;
 pub mod proxy;
 pub mod server;
+pub mod sidecar;
 pub mod state;
 pub mod upstream;

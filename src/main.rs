@@ -29,6 +29,16 @@ enum Command {
         /// Take over the listening sockets of a running exoclaw (zero-downtime upgrade).
         #[arg(long)]
         upgrade: bool,
+        /// Freeze the policy clock; `POST /admin/clock` moves it. For tests only.
+        #[arg(long, hide = true)]
+        manual_clock: bool,
+    },
+    /// Manage gateway keys (stored as hashes in the database).
+    Keys {
+        #[arg(long, default_value = "conf/exoclaw.yaml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Validate a config file and exit (non-zero, naming the key, when it is invalid).
     Check {
@@ -42,6 +52,25 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for a user and print it (shown only this once).
+    Create {
+        #[arg(long)]
+        user: String,
+        /// A tier that overrides the user's own (comped users).
+        #[arg(long)]
+        tier: Option<String>,
+    },
+    /// List keys: id, user, tier, created, last used (never the key).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a key by id.
+    Revoke { id: String },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -49,10 +78,31 @@ fn main() -> ExitCode {
         Command::Check { config } => Config::load(&config)
             .map(|_| println!("{}: OK", config.display()))
             .map_err(|e| e.to_string()),
-        Command::Serve { config, upgrade } => Config::load(&config)
+        Command::Serve {
+            config,
+            upgrade,
+            manual_clock,
+        } => Config::load(&config)
             .map_err(|e| e.to_string())
-            .and_then(|config| server::build(&config, Launch { upgrade }))
-            .map(|(server, _live)| server.run_forever()),
+            .and_then(|config| {
+                server::build(
+                    &config,
+                    Launch {
+                        upgrade,
+                        manual_clock,
+                    },
+                )
+            })
+            .map(|(server, _handles)| server.run_forever()),
+        Command::Keys { config, command } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|config| match command {
+                KeysCommand::Create { user, tier } => {
+                    exoclaw::cli::keys_create(&config, &user, tier.as_deref())
+                }
+                KeysCommand::List { json } => exoclaw::cli::keys_list(&config, json),
+                KeysCommand::Revoke { id } => exoclaw::cli::keys_revoke(&config, &id),
+            }),
         Command::Demo { listen } => exoclaw::demo::run(listen),
     };
     match result {

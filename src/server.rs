@@ -1,35 +1,84 @@
-//! Builds the one Pingora `Server` that runs ExoClaw's services from a validated config.
+//! Builds the one Pingora `Server` that runs ExoClaw's services from a validated config:
+//! the proxy (public), the sidecar (loopback, behind the proxy), the admin API (loopback), and
+//! background work (credential sync, limiter sweeps).
 //!
-//! `main.rs` parses the command line; this module turns a `Config` into listening services.
-//! Pingora owns the tokio runtimes, so anything async at start-up belongs in a background
-//! service added to the returned server, never in a runtime wrapped around `run_forever`.
+//! `main.rs` parses the command line; this module turns a `Config` into services. Pingora owns
+//! the tokio runtimes, so anything async belongs in a background service added here, never in a
+//! runtime wrapped around `run_forever`.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
 use pingora_proxy::http_proxy_service;
 
+use crate::admin::AdminApp;
+use crate::auth::codex::TokenCipher;
+use crate::auth::sync::CredentialSync;
+use crate::auth::Credentials;
+use crate::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::ledger;
-use crate::proxy::Gateway;
+use crate::limits::{AuthFailureGuard, RateLimiter};
+use crate::proxy::{headers, Gateway};
+use crate::sidecar::SidecarApp;
 use crate::state::{self, LiveSnapshot};
 
-/// How the process was started, as far as Pingora cares.
+/// How the process was started.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Launch {
     /// Take the listening sockets over from a running old process (graceful upgrade).
     pub upgrade: bool,
+    /// Freeze the policy clock and let `POST /admin/clock` move it (tests only).
+    pub manual_clock: bool,
 }
 
-/// Builds the server with the proxy service on `server.listen`, after bringing the database
-/// schema up to date. Fails with a readable message
-/// when the listen address is taken (Pingora itself would panic later, deep in start-up).
-pub fn build(config: &Config, launch: Launch) -> Result<(Server, LiveSnapshot), String> {
+/// What a built server shares with its caller (the demo creates a key through it).
+pub struct Handles {
+    pub live: LiveSnapshot,
+    pub credentials: Arc<Credentials>,
+}
+
+/// Builds the server, after bringing the database schema up to date and loading credentials.
+/// Fails with a readable message when a listen address is taken or a secret is malformed
+/// (Pingora itself would panic later, deep in start-up).
+pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), String> {
     if !launch.upgrade {
-        ensure_can_listen(config.server.listen)?;
+        for addr in [
+            config.server.listen,
+            config.server.admin_listen,
+            config.server.sidecar_listen,
+        ] {
+            ensure_can_listen(addr)?;
+        }
     }
     ledger::open(&config.database)?;
+    let cipher = TokenCipher::load(
+        &config.auth.token_key_env,
+        config.auth.token_key_file.as_deref(),
+    )?;
+    if cipher.is_none() && config.auth.mode == crate::config::AuthMode::Codex {
+        return Err(format!(
+            "auth.mode is codex but no token key is set: put 64 hex characters in {}{}",
+            config.auth.token_key_env,
+            config
+                .auth
+                .token_key_file
+                .as_ref()
+                .map(|p| format!(" or {}", p.display()))
+                .unwrap_or_default()
+        ));
+    }
+    let credentials = Credentials::load(&config.database, cipher)?;
+    let admin_token = std::env::var(&config.auth.admin_token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs_f64().ceil() as u64),
@@ -43,15 +92,84 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, LiveSnapshot), 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let manual_clock = launch
+        .manual_clock
+        .then(|| Arc::new(ManualClock::new(SystemClock.now_ms())));
+    let clock: SharedClock = match &manual_clock {
+        Some(manual) => manual.clone(),
+        None => Arc::new(SystemClock),
+    };
     let live = state::live(config.clone());
-    let mut proxy = http_proxy_service(&server.configuration, Gateway::new(live.clone()));
+    let rate_limiter = Arc::new(RateLimiter::new());
+    let sidecar_secret: Arc<str> = Arc::from(headers::new_request_id());
+
+    let gateway = Gateway {
+        live: live.clone(),
+        credentials: credentials.clone(),
+        rate_limiter: rate_limiter.clone(),
+        auth_failures: Arc::new(AuthFailureGuard::new(config.auth.failed_auth_per_minute)),
+        clock: clock.clone(),
+        sidecar_secret: sidecar_secret.clone(),
+    };
+    let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.server.listen.to_string());
     server.add_service(proxy);
-    Ok((server, live))
+
+    let mut sidecar = Service::new(
+        "sidecar".to_owned(),
+        SidecarApp::new(
+            credentials.clone(),
+            sidecar_secret,
+            config.auth.token_key_env.clone(),
+        ),
+    );
+    sidecar.add_tcp(&config.server.sidecar_listen.to_string());
+    server.add_service(sidecar);
+
+    let mut admin = Service::new(
+        "admin".to_owned(),
+        AdminApp::new(credentials.clone(), live.clone(), admin_token, manual_clock),
+    );
+    admin.add_tcp(&config.server.admin_listen.to_string());
+    server.add_service(admin);
+
+    server.add_service(background_service(
+        "credential sync",
+        CredentialSync::new(credentials.clone()),
+    ));
+    server.add_service(background_service(
+        "rate limiter sweep",
+        LimiterSweep {
+            limiter: rate_limiter,
+            clock,
+        },
+    ));
+    Ok((server, Handles { live, credentials }))
 }
 
 fn ensure_can_listen(addr: SocketAddr) -> Result<(), String> {
     TcpListener::bind(addr)
         .map(drop)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Drops rate state of users whose window is full again, so memory tracks active users.
+struct LimiterSweep {
+    limiter: Arc<RateLimiter>,
+    clock: SharedClock,
+}
+
+#[async_trait]
+impl BackgroundService for LimiterSweep {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    self.limiter.sweep(self.clock.now_ms());
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }

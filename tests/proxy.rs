@@ -5,16 +5,18 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{chat_body, client, config_yaml, error_type, free_addr, Gateway};
+use common::{chat_body, client, error_type, free_addr, Gateway, Setup};
 use exoclaw::mock::{MockNode, MockOptions};
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 async fn gateway_for(node: &MockNode, server_extra: &str, pool_extra: &str) -> Gateway {
-    let node_addr = node.addr();
-    let (server_extra, pool_extra) = (server_extra.to_owned(), pool_extra.to_owned());
-    Gateway::start(move |listen| config_yaml(listen, &[node_addr], &server_extra, &pool_extra))
-        .await
+    Gateway::start(
+        Setup::nodes(&[node.addr()])
+            .server(server_extra)
+            .pool(pool_extra),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -114,7 +116,7 @@ async fn content_type_of_the_node_is_kept_for_json_sse_and_node_errors() {
 #[tokio::test]
 async fn a_dead_node_gets_a_502_json_error() {
     let dead = free_addr();
-    let gw = Gateway::start(|listen| config_yaml(listen, &[dead], "", "")).await;
+    let gw = Gateway::start(Setup::nodes(&[dead])).await;
     let response = client()
         .post(gw.url("/v1/chat/completions"))
         .json(&chat_body(false))
@@ -223,13 +225,16 @@ async fn request_id_round_trips_or_is_generated() {
 #[tokio::test]
 async fn forged_identity_headers_never_reach_the_node() {
     let node = MockNode::start(MockOptions::default()).await.unwrap();
-    let gw = gateway_for(&node, "", "").await;
+    let gw =
+        Gateway::start(Setup::nodes(&[node.addr()]).top("auth: { require_key: true }\n")).await;
+    let (_, key) = gw.create_key("alice", None).await;
     let response = client()
         .post(gw.url("/v1/chat/completions"))
         .header("x-user-id", "alice")
         .header("x-forwarded-user", "admin")
         .header("x-codex-token", "oauth_stolen")
-        .header("x-gateway-key", "exo_not_for_the_node")
+        .header("x-exoclaw-internal", "guess")
+        .header("x-gateway-key", &key)
         .header("authorization", "Bearer sk-alice-own-key")
         .json(&chat_body(false))
         .send()
@@ -241,12 +246,13 @@ async fn forged_identity_headers_never_reach_the_node() {
     assert_eq!(forwarded, ["alice"]);
     assert!(!seen.headers.contains_key("x-codex-token"));
     assert!(!seen.headers.contains_key("x-gateway-key"));
+    assert!(!seen.headers.contains_key("x-exoclaw-internal"));
     assert_eq!(seen.headers["authorization"], "Bearer sk-alice-own-key");
 }
 
 #[tokio::test]
 async fn health_answers_locally_and_unknown_paths_get_404_json() {
-    let gw = Gateway::start(|listen| config_yaml(listen, &[free_addr()], "", "")).await;
+    let gw = Gateway::start(Setup::nodes(&[free_addr()])).await;
     let c = client();
     for path in ["/health", "/healthz"] {
         let r = c.get(gw.url(path)).send().await.unwrap();
@@ -263,8 +269,8 @@ async fn health_answers_locally_and_unknown_paths_get_404_json() {
 
 #[tokio::test]
 async fn serve_creates_and_migrates_the_database() {
-    let gw = Gateway::start(|listen| config_yaml(listen, &[free_addr()], "", "")).await;
-    let path = gw.dir.path().join("data/exoclaw.db");
+    let gw = Gateway::start(Setup::nodes(&[free_addr()])).await;
+    let path = gw.db_path();
     let conn = rusqlite::Connection::open(&path).expect("the ledger file exists");
     let version = exoclaw::ledger::migrations::current_version(&conn).unwrap();
     assert_eq!(
@@ -281,7 +287,7 @@ async fn serve_creates_and_migrates_the_database() {
 async fn a_refused_connection_is_retried_on_another_node() {
     let node = MockNode::start(MockOptions::default()).await.unwrap();
     let (live, dead) = (node.addr(), free_addr());
-    let gw = Gateway::start(move |listen| config_yaml(listen, &[dead, live], "", "")).await;
+    let gw = Gateway::start(Setup::nodes(&[dead, live])).await;
     let c = client();
     for i in 0..6 {
         let r = c

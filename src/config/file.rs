@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 pub struct ConfigFile {
     pub server: ServerSection,
     pub database: Option<String>,
+    pub auth: Option<AuthSection>,
+    pub tiers: Option<BTreeMap<String, TierSection>>,
+    pub default_tier: Option<String>,
     pub pools: BTreeMap<String, PoolSection>,
 }
 
@@ -19,9 +22,37 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub listen: String,
+    pub admin_listen: Option<String>,
+    pub sidecar_listen: Option<String>,
     pub threads: Option<usize>,
     pub max_request_body: Option<SizeValue>,
     pub grace_period: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub mode: Option<AuthMode>,
+    pub require_key: Option<bool>,
+    pub admin_token_env: Option<String>,
+    pub token_key_env: Option<String>,
+    pub token_key_file: Option<String>,
+    pub failed_auth_per_minute: Option<u32>,
+}
+
+/// Phase 1 (`byok`: the client's provider key goes to the node) or Phase 2 (`codex`: the
+/// gateway sends the user's stored Codex OAuth token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Byok,
+    Codex,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSection {
+    pub requests_per_minute: u32,
 }
 
 #[derive(Debug, Deserialize)]

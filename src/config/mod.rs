@@ -8,12 +8,16 @@
 pub mod file;
 pub mod units;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use file::{ConfigFile, NodeSection, PoolSection, ServerSection, SizeValue};
+pub use file::AuthMode;
+use file::{
+    AuthSection, ConfigFile, NodeSection, PoolSection, ServerSection, SizeValue, TierSection,
+};
 
 /// Default cap on a request body: large prompts fit, runaway uploads do not.
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 10 * 1024 * 1024;
@@ -27,6 +31,15 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time in-flight requests get to finish on a graceful stop.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
+/// Default admin listener: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9787";
+/// Default sidecar listener: loopback only, reached through the proxy.
+pub const DEFAULT_SIDECAR_LISTEN: &str = "127.0.0.1:9788";
+/// The seed's limit: protects a 16 GB Mac mini from 50 trainees' runaway loops.
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 50;
+/// Failed authentications per minute from one IP before it is answered 429 without a check.
+pub const DEFAULT_FAILED_AUTH_PER_MINUTE: u32 = 20;
+
 /// Default location of the SQLite ledger, relative to the working directory.
 pub const DEFAULT_DATABASE: &str = "./data/exoclaw.db";
 
@@ -35,12 +48,46 @@ pub const DEFAULT_DATABASE: &str = "./data/exoclaw.db";
 pub struct Config {
     pub server: Server,
     pub database: PathBuf,
+    pub auth: Auth,
+    pub tiers: BTreeMap<String, Tier>,
+    pub default_tier: String,
     pub pool: Pool,
+}
+
+impl Config {
+    /// The tier a request runs under: the key's override when it names a known tier, the
+    /// default tier otherwise.
+    pub fn tier(&self, name: Option<&str>) -> (&str, &Tier) {
+        name.and_then(|n| self.tiers.get_key_value(n))
+            .or_else(|| self.tiers.get_key_value(self.default_tier.as_str()))
+            .map(|(n, t)| (n.as_str(), t))
+            .expect("validation guarantees the default tier exists")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Auth {
+    pub mode: AuthMode,
+    pub require_key: bool,
+    /// Environment variable holding the admin API's bearer token.
+    pub admin_token_env: String,
+    /// Environment variable holding the Codex token encryption key (64 hex characters).
+    pub token_key_env: String,
+    /// File holding the Codex token encryption key, used when the variable is unset.
+    pub token_key_file: Option<PathBuf>,
+    pub failed_auth_per_minute: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier {
+    pub requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub sidecar_listen: SocketAddr,
     pub threads: usize,
     pub max_request_body: u64,
     pub grace_period: Duration,
@@ -115,6 +162,9 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     let ConfigFile {
         server,
         database,
+        auth,
+        tiers,
+        default_tier,
         pools,
     } = raw;
     let server = validate_server(server)?;
@@ -134,16 +184,123 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     }
     let (name, pool) = pools.into_iter().next().expect("one pool, checked above");
     let pool = validate_pool(name, pool)?;
+    let auth = validate_auth(auth)?;
+    let (tiers, default_tier) = validate_tiers(tiers, default_tier)?;
     Ok(Config {
         server,
         database,
+        auth,
+        tiers,
+        default_tier,
         pool,
     })
+}
+
+fn validate_auth(raw: Option<AuthSection>) -> Result<Auth, ConfigError> {
+    let AuthSection {
+        mode,
+        require_key,
+        admin_token_env,
+        token_key_env,
+        token_key_file,
+        failed_auth_per_minute,
+    } = raw.unwrap_or(AuthSection {
+        mode: None,
+        require_key: None,
+        admin_token_env: None,
+        token_key_env: None,
+        token_key_file: None,
+        failed_auth_per_minute: None,
+    });
+    let mode = mode.unwrap_or(AuthMode::Byok);
+    let require_key = require_key.unwrap_or(true);
+    if mode == AuthMode::Codex && !require_key {
+        return Err(err(
+            "auth.require_key",
+            "codex mode needs gateway keys: without them anyone who knows a user id would get \
+             that user's Codex session",
+        ));
+    }
+    let env_name = |path: &str, value: Option<String>, default: &str| match value {
+        Some(v) if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            Err(err(
+                path,
+                format!("`{v}` is not an environment variable name"),
+            ))
+        }
+        Some(v) => Ok(v),
+        None => Ok(default.to_owned()),
+    };
+    let failed_auth_per_minute = failed_auth_per_minute.unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE);
+    if failed_auth_per_minute == 0 {
+        return Err(err("auth.failed_auth_per_minute", "must be at least 1"));
+    }
+    Ok(Auth {
+        mode,
+        require_key,
+        admin_token_env: env_name(
+            "auth.admin_token_env",
+            admin_token_env,
+            "EXOCLAW_ADMIN_TOKEN",
+        )?,
+        token_key_env: env_name("auth.token_key_env", token_key_env, "EXOCLAW_TOKEN_KEY")?,
+        token_key_file: token_key_file.map(PathBuf::from),
+        failed_auth_per_minute,
+    })
+}
+
+fn validate_tiers(
+    raw: Option<BTreeMap<String, TierSection>>,
+    default_tier: Option<String>,
+) -> Result<(BTreeMap<String, Tier>, String), ConfigError> {
+    let tiers: BTreeMap<String, Tier> = match raw {
+        None => BTreeMap::from([(
+            "workshop".to_owned(),
+            Tier {
+                requests_per_minute: DEFAULT_REQUESTS_PER_MINUTE,
+            },
+        )]),
+        Some(raw) => raw
+            .into_iter()
+            .map(
+                |(
+                    name,
+                    TierSection {
+                        requests_per_minute,
+                    },
+                )| {
+                    (
+                        name,
+                        Tier {
+                            requests_per_minute,
+                        },
+                    )
+                },
+            )
+            .collect(),
+    };
+    if tiers.is_empty() {
+        return Err(err("tiers", "at least one tier is needed"));
+    }
+    let default_tier = default_tier.unwrap_or_else(|| "workshop".to_owned());
+    if !tiers.contains_key(&default_tier) {
+        let known: Vec<&str> = tiers.keys().map(String::as_str).collect();
+        return Err(err(
+            "default_tier",
+            format!(
+                "`{default_tier}` is not a tier (tiers: {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok((tiers, default_tier))
 }
 
 fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
     let ServerSection {
         listen,
+        admin_listen,
+        sidecar_listen,
         threads,
         max_request_body,
         grace_period,
@@ -154,6 +311,35 @@ fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
             format!("`{listen}` is not an IP:port address (e.g. `0.0.0.0:8787`)"),
         )
     })?;
+    let loopback = |path: &str, value: Option<String>, default: &str| {
+        let text = value.unwrap_or_else(|| default.to_owned());
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            err(
+                path,
+                format!("`{text}` is not an IP:port address (e.g. `{default}`)"),
+            )
+        })?;
+        Ok::<_, ConfigError>(addr)
+    };
+    let admin_listen = loopback("server.admin_listen", admin_listen, DEFAULT_ADMIN_LISTEN)?;
+    let sidecar_listen = loopback(
+        "server.sidecar_listen",
+        sidecar_listen,
+        DEFAULT_SIDECAR_LISTEN,
+    )?;
+    if !sidecar_listen.ip().is_loopback() {
+        return Err(err(
+            "server.sidecar_listen",
+            "must be a loopback address: the sidecar trusts what the proxy tells it",
+        ));
+    }
+    let distinct = [listen, admin_listen, sidecar_listen];
+    if distinct[0] == distinct[1] || distinct[0] == distinct[2] || distinct[1] == distinct[2] {
+        return Err(err(
+            "server",
+            "listen, admin_listen and sidecar_listen must be different addresses",
+        ));
+    }
     let threads = threads.unwrap_or(2);
     if threads == 0 {
         return Err(err("server.threads", "must be at least 1"));
@@ -171,6 +357,8 @@ fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
     let grace_period = duration_or("server.grace_period", grace_period, DEFAULT_GRACE_PERIOD)?;
     Ok(Server {
         listen,
+        admin_listen,
+        sidecar_listen,
         threads,
         max_request_body,
         grace_period,
@@ -332,6 +520,59 @@ pools:
         assert_eq!(
             Config::from_yaml(&text).unwrap().server.max_request_body,
             4096
+        );
+    }
+
+    #[test]
+    fn auth_and_tiers_default_to_the_workshop() {
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(config.auth.mode, AuthMode::Byok);
+        assert!(config.auth.require_key);
+        assert_eq!(
+            config.tier(None),
+            (
+                "workshop",
+                &Tier {
+                    requests_per_minute: 50
+                }
+            )
+        );
+        assert_eq!(config.tier(Some("nope")).0, "workshop");
+        assert_eq!(config.server.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    }
+
+    #[test]
+    fn codex_mode_without_keys_is_refused() {
+        let text = format!("auth: {{ mode: codex, require_key: false }}\n{MINIMAL}");
+        assert_eq!(
+            Config::from_yaml(&text).unwrap_err().path,
+            "auth.require_key"
+        );
+        let text = format!("auth: {{ mode: oauth }}\n{MINIMAL}");
+        let e = Config::from_yaml(&text).unwrap_err();
+        assert_eq!(e.path, "auth.mode", "{e}");
+    }
+
+    #[test]
+    fn default_tier_must_exist() {
+        let text = format!("tiers: {{ tier1: {{ requests_per_minute: 5 }} }}\n{MINIMAL}");
+        assert_eq!(Config::from_yaml(&text).unwrap_err().path, "default_tier");
+        let text = format!(
+            "tiers: {{ tier1: {{ requests_per_minute: 5 }} }}\ndefault_tier: tier1\n{MINIMAL}"
+        );
+        let config = Config::from_yaml(&text).unwrap();
+        assert_eq!(config.tier(None).1.requests_per_minute, 5);
+    }
+
+    #[test]
+    fn the_sidecar_stays_on_loopback() {
+        let text = MINIMAL.replace(
+            "listen: \"127.0.0.1:8787\"",
+            "listen: \"127.0.0.1:8787\", sidecar_listen: \"0.0.0.0:9788\"",
+        );
+        assert_eq!(
+            Config::from_yaml(&text).unwrap_err().path,
+            "server.sidecar_listen"
         );
     }
 

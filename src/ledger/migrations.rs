@@ -6,8 +6,10 @@
 use rusqlite::{params, Connection};
 
 /// Every migration, in order. A migration, once released, is never edited: add a new one.
-pub const MIGRATIONS: &[(u32, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (2, "keys", include_str!("../../migrations/0002_keys.sql")),
+];
 
 /// Applies the migrations not yet recorded; returns how many ran.
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<usize> {

@@ -6,6 +6,8 @@
 
 use rand::RngCore;
 
+use crate::limits::RateDecision;
+
 /// Request id, both directions (`x-request-id` on responses, `X-Request-Id` to the node).
 pub const REQUEST_ID: &str = "x-request-id";
 /// The user the gateway vouches for, set by the gateway only.
@@ -17,8 +19,24 @@ pub const GATEWAY_KEY: &str = "x-gateway-key";
 /// The user id a client claims (the seed's header).
 pub const USER_ID: &str = "x-user-id";
 
-/// Headers a client may send but a node must never see from the client.
-pub const STRIPPED_FROM_CLIENT: [&str; 3] = [FORWARDED_USER, CODEX_TOKEN, GATEWAY_KEY];
+/// Proxy → sidecar: the per-process secret proving a request came through the proxy.
+pub const INTERNAL_SECRET: &str = "x-exoclaw-internal";
+/// Proxy → sidecar: `key` when the user was proven by a gateway key (not just claimed).
+pub const AUTHENTICATED_BY: &str = "x-exoclaw-authenticated";
+
+/// OpenAI's rate-limit headers, on every response once the caller's limit is known.
+pub const RATE_LIMIT: &str = "x-ratelimit-limit-requests";
+pub const RATE_REMAINING: &str = "x-ratelimit-remaining-requests";
+pub const RATE_RESET: &str = "x-ratelimit-reset-requests";
+
+/// Headers a client may send but no node or sidecar may ever see from the client.
+pub const STRIPPED_FROM_CLIENT: [&str; 5] = [
+    FORWARDED_USER,
+    CODEX_TOKEN,
+    GATEWAY_KEY,
+    INTERNAL_SECRET,
+    AUTHENTICATED_BY,
+];
 
 /// Longest request id or user id accepted from a client.
 const MAX_ID_LEN: usize = 128;
@@ -47,9 +65,43 @@ pub fn new_request_id() -> String {
     format!("req_{}", hex::encode(bytes))
 }
 
+/// The three rate-limit headers for a decision.
+pub fn rate_limit_headers(decision: &RateDecision) -> [(&'static str, String); 3] {
+    [
+        (RATE_LIMIT, decision.limit.to_string()),
+        (RATE_REMAINING, decision.remaining.to_string()),
+        (RATE_RESET, format_reset(decision.reset_ms)),
+    ]
+}
+
+/// A duration the way OpenAI writes `x-ratelimit-reset-requests`: `0s`, `1.2s`, `6m0s`.
+pub fn format_reset(ms: u64) -> String {
+    let (minutes, ms) = (ms / 60_000, ms % 60_000);
+    let seconds = if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        let text = format!("{:.3}", ms as f64 / 1000.0);
+        format!("{}s", text.trim_end_matches('0'))
+    };
+    if minutes > 0 {
+        format!("{minutes}m{seconds}")
+    } else {
+        seconds
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_durations_read_like_openais() {
+        assert_eq!(format_reset(0), "0s");
+        assert_eq!(format_reset(1200), "1.2s");
+        assert_eq!(format_reset(59_999), "59.999s");
+        assert_eq!(format_reset(60_000), "1m0s");
+        assert_eq!(format_reset(360_500), "6m0.5s");
+    }
 
     #[test]
     fn client_request_id_is_kept_when_well_formed() {

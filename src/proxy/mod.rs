@@ -1,15 +1,16 @@
 //! The `ProxyHttp` implementation: the life of one request through the gateway.
 //!
 //! Each filter is short and calls named steps that live in their own modules: routing
-//! (`route`), header policy (`headers`), node selection (`crate::upstream`), and the single
-//! error builder (`crate::api_error`). Nothing here blocks, locks across an await, or touches
-//! SQLite: the request path reads one in-memory snapshot.
+//! (`route`), identity and credentials (`crate::auth`), limits (`crate::limits`), header policy
+//! (`headers`), node selection (`crate::upstream`), and the single error builder
+//! (`crate::api_error`). Nothing here blocks, locks across an await, or touches SQLite: the
+//! request path reads in-memory snapshots.
 
 pub mod headers;
 pub mod respond;
 pub mod route;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,27 +21,35 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, ErrorKind};
+use crate::auth::{self, Credentials, Identity, NodeCredential};
+use crate::clock::SharedClock;
+use crate::config::AuthMode;
+use crate::limits::{AuthFailureGuard, RateDecision, RateLimiter};
 use crate::state::{LiveSnapshot, Snapshot};
+use respond::ExtraHeaders;
 use route::Route;
 
 /// The gateway's proxy logic, shared by every request.
 pub struct Gateway {
-    live: LiveSnapshot,
-}
-
-impl Gateway {
-    pub fn new(live: LiveSnapshot) -> Gateway {
-        Gateway { live }
-    }
+    pub live: LiveSnapshot,
+    pub credentials: Arc<Credentials>,
+    pub rate_limiter: Arc<RateLimiter>,
+    pub auth_failures: Arc<AuthFailureGuard>,
+    pub clock: SharedClock,
+    /// Proves to the sidecar that a request came through this proxy.
+    pub sidecar_secret: Arc<str>,
 }
 
 /// What the gateway knows about one request, filter to filter.
 pub struct RequestCtx {
     started: Instant,
     snapshot: Option<Arc<Snapshot>>,
+    route: Route,
     request_id: String,
-    user: String,
+    identity: Option<Identity>,
+    rate: Option<RateDecision>,
+    credential: Option<NodeCredential>,
     node: Option<(Arc<str>, SocketAddr)>,
     failed_nodes: Vec<SocketAddr>,
     request_body_bytes: u64,
@@ -58,6 +67,19 @@ impl RequestCtx {
     fn node_name(&self) -> &str {
         self.node.as_ref().map_or("-", |(name, _)| name)
     }
+
+    fn user(&self) -> &str {
+        self.identity.as_ref().map_or("-", |i| i.user.as_str())
+    }
+
+    /// Headers every response of this request carries.
+    fn response_headers(&self) -> ExtraHeaders {
+        let mut headers = vec![(headers::REQUEST_ID, self.request_id.clone())];
+        if let Some(rate) = &self.rate {
+            headers.extend(headers::rate_limit_headers(rate));
+        }
+        headers
+    }
 }
 
 #[async_trait]
@@ -68,8 +90,11 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             started: Instant::now(),
             snapshot: None,
+            route: Route::Unknown,
             request_id: String::new(),
-            user: String::new(),
+            identity: None,
+            rate: None,
+            credential: None,
             node: None,
             failed_nodes: Vec::new(),
             request_body_bytes: 0,
@@ -86,26 +111,74 @@ impl ProxyHttp for Gateway {
                 .get(headers::REQUEST_ID)
                 .map(|v| v.as_bytes()),
         );
-        let max_body = snapshot.config.server.max_request_body;
-        ctx.snapshot = Some(snapshot);
-
-        match route::classify(session.req_header().uri.path()) {
+        ctx.snapshot = Some(snapshot.clone());
+        ctx.route = route::classify(session.req_header().uri.path());
+        match ctx.route {
             Route::Health => {
-                respond::json(session, 200, respond::health_body(), &ctx.request_id, None).await?;
+                let headers = ctx.response_headers();
+                respond::json(session, 200, respond::health_body(), &headers, None).await?;
                 return Ok(true);
             }
             Route::Unknown => {
                 let path = session.req_header().uri.path().to_owned();
                 return reject(session, ctx, ApiError::not_found(&path)).await;
             }
-            Route::Proxied => {}
+            Route::Node | Route::Sidecar => {}
         }
+        let config = &snapshot.config;
+        let max_body = config.server.max_request_body;
         if declared_body_len(session.req_header()).is_some_and(|len| len > max_body) {
             // The body is never read: close the connection instead of parsing it as a request.
             session.set_keepalive(None);
             return reject(session, ctx, ApiError::request_too_large(max_body)).await;
         }
-        ctx.user = claimed_user(session.req_header());
+
+        let now = self.clock.now_ms();
+        let ip = client_ip(session);
+        if self.auth_failures.is_blocked(ip, now) {
+            let retry = self.auth_failures.retry_after_secs(ip, now);
+            return reject(session, ctx, ApiError::too_many_failed_logins(retry)).await;
+        }
+        let identity = match auth::authenticate(
+            session.req_header(),
+            &config.auth,
+            &self.credentials.keys.load(),
+        ) {
+            Ok(identity) => identity,
+            Err(e) => {
+                if e.kind == ErrorKind::Authentication {
+                    self.auth_failures.record_failure(ip, now);
+                }
+                return reject(session, ctx, e).await;
+            }
+        };
+        if let Some(key) = &identity.key {
+            key.touch(now);
+        }
+
+        let (_, tier) = config.tier(identity.key.as_ref().and_then(|k| k.tier.as_deref()));
+        let rate = self
+            .rate_limiter
+            .check(&identity.user, tier.requests_per_minute, now);
+        ctx.rate = Some(rate);
+        ctx.identity = Some(identity);
+        if !rate.allowed {
+            let retry = rate.retry_after_ms.div_ceil(1000).max(1);
+            return reject(session, ctx, ApiError::rate_limited(rate.limit, retry)).await;
+        }
+
+        if ctx.route == Route::Node {
+            let identity = ctx.identity.as_ref().expect("set above");
+            match auth::node_credential(
+                session.req_header(),
+                config.auth.mode,
+                identity,
+                &self.credentials.codex.load(),
+            ) {
+                Ok(credential) => ctx.credential = Some(credential),
+                Err(e) => return reject(session, ctx, e).await,
+            }
+        }
         Ok(false)
     }
 
@@ -115,8 +188,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot()?.clone();
+        if ctx.route == Route::Sidecar {
+            let addr = snapshot.config.server.sidecar_listen;
+            ctx.node = Some((Arc::from("sidecar"), addr));
+            return Ok(Box::new(HttpPeer::new(addr, false, String::new())));
+        }
         let pool = &snapshot.pool;
-        match pool.pick(ctx.user.as_bytes(), &ctx.failed_nodes) {
+        match pool.pick(ctx.user().as_bytes(), &ctx.failed_nodes) {
             Some(picked) => {
                 ctx.node = Some((picked.name, picked.addr));
                 Ok(picked.peer)
@@ -141,7 +219,10 @@ impl ProxyHttp for Gateway {
         if let Some((_, addr)) = &ctx.node {
             ctx.failed_nodes.push(*addr);
         }
-        let node_count = ctx.snapshot.as_ref().map_or(0, |s| s.pool.nodes().len());
+        let node_count = match (ctx.route, &ctx.snapshot) {
+            (Route::Node, Some(s)) => s.pool.nodes().len(),
+            _ => 0,
+        };
         // Retry on another node, at most once per node; a request body is only replayed from
         // Pingora's retry buffer, which has not been touched before the connection exists.
         e.set_retry(ctx.failed_nodes.len() < node_count);
@@ -157,8 +238,28 @@ impl ProxyHttp for Gateway {
         for name in headers::STRIPPED_FROM_CLIENT {
             upstream.remove_header(name);
         }
-        upstream.insert_header(headers::FORWARDED_USER, ctx.user.as_str())?;
+        let mode = ctx.snapshot()?.config.auth.mode;
+        let identity = ctx
+            .identity
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no identity"))?;
+        // A gateway key never reaches a node; in Codex mode the node authorises by token only.
+        if identity.authorization_holds_gateway_key
+            || (ctx.route == Route::Node && mode == AuthMode::Codex)
+        {
+            upstream.remove_header(&http::header::AUTHORIZATION);
+        }
+        upstream.insert_header(headers::FORWARDED_USER, identity.user.as_str())?;
         upstream.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(NodeCredential::CodexToken(token)) = &ctx.credential {
+            upstream.insert_header(headers::CODEX_TOKEN, &**token)?;
+        }
+        if ctx.route == Route::Sidecar {
+            upstream.insert_header(headers::INTERNAL_SECRET, &*self.sidecar_secret)?;
+            if identity.key.is_some() {
+                upstream.insert_header(headers::AUTHENTICATED_BY, "key")?;
+            }
+        }
         Ok(())
     }
 
@@ -190,7 +291,9 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        response.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
+        for (name, value) in ctx.response_headers() {
+            response.insert_header(name, value)?;
+        }
         Ok(())
     }
 
@@ -212,7 +315,8 @@ impl ProxyHttp for Gateway {
             };
         };
         if session.response_written().is_none() {
-            if let Err(write_error) = respond::error(session, &error, &ctx.request_id).await {
+            let headers = ctx.response_headers();
+            if let Err(write_error) = respond::error(session, &error, &headers).await {
                 log::debug!("could not send error response: {write_error}");
             }
         }
@@ -238,7 +342,7 @@ impl ProxyHttp for Gateway {
             request_id = %ctx.request_id,
             method = %req.method,
             path = %req.uri.path(),
-            user = %ctx.user,
+            user = %ctx.user(),
             node = %ctx.node_name(),
             status,
             latency_ms = ctx.started.elapsed().as_millis() as u64,
@@ -250,7 +354,8 @@ impl ProxyHttp for Gateway {
 
 /// Answers the request with a gateway error and ends it.
 async fn reject(session: &mut Session, ctx: &mut RequestCtx, error: ApiError) -> Result<bool> {
-    respond::error(session, &error, &ctx.request_id).await?;
+    let headers = ctx.response_headers();
+    respond::error(session, &error, &headers).await?;
     ctx.rejection = Some(error);
     Ok(true)
 }
@@ -266,14 +371,12 @@ fn declared_body_len(req: &RequestHeader) -> Option<u64> {
         .ok()
 }
 
-/// The user a client claims with `X-User-ID`; the shared `anonymous` bucket otherwise.
-fn claimed_user(req: &RequestHeader) -> String {
-    match req.headers.get(headers::USER_ID) {
-        Some(v) if headers::is_well_formed_id(v.as_bytes()) => {
-            String::from_utf8_lossy(v.as_bytes()).into_owned()
-        }
-        _ => "anonymous".to_owned(),
-    }
+/// The client's IP address (the TCP peer; unspecified for a non-IP transport).
+fn client_ip(session: &Session) -> IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
 }
 
 fn client_went_away(e: &Error) -> bool {
@@ -301,8 +404,7 @@ fn classify_failure(e: &Error, node: &str) -> Option<ApiError> {
         }
         (ErrorSource::Upstream, _) => Some(ApiError::node_failed(node)),
         _ if client_went_away(e) => None,
-        (ErrorSource::Downstream, _) => Some(ApiError::new(
-            crate::api_error::ErrorKind::InvalidRequest,
+        (ErrorSource::Downstream, _) => Some(ApiError::invalid_request(
             "invalid_request",
             "The request could not be parsed as HTTP.",
         )),

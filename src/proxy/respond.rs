@@ -1,4 +1,5 @@
-//! Responses the gateway writes itself (health, errors), always with `x-request-id`.
+//! Responses the gateway writes itself (health, errors), with the headers every response
+//! carries (`x-request-id`, and the rate-limit headers once the caller's limit is known).
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -7,20 +8,24 @@ use pingora_proxy::Session;
 use serde_json::json;
 
 use crate::api_error::ApiError;
-use crate::proxy::headers;
+
+/// Headers added to a response, as (name, value).
+pub type ExtraHeaders = Vec<(&'static str, String)>;
 
 /// Writes a complete JSON response.
 pub async fn json(
     session: &mut Session,
     status: u16,
     body: Bytes,
-    request_id: &str,
+    headers: &ExtraHeaders,
     retry_after_secs: Option<u64>,
 ) -> Result<()> {
-    let mut header = ResponseHeader::build(status, Some(4))?;
+    let mut header = ResponseHeader::build(status, Some(4 + headers.len()))?;
     header.insert_header("content-type", "application/json")?;
     header.insert_header("content-length", body.len().to_string())?;
-    header.insert_header(headers::REQUEST_ID, request_id)?;
+    for (name, value) in headers {
+        header.insert_header(*name, value.as_str())?;
+    }
     if let Some(secs) = retry_after_secs {
         header.insert_header("retry-after", secs.to_string())?;
     }
@@ -34,12 +39,12 @@ pub async fn json(
     Ok(())
 }
 
-pub async fn error(session: &mut Session, error: &ApiError, request_id: &str) -> Result<()> {
+pub async fn error(session: &mut Session, error: &ApiError, headers: &ExtraHeaders) -> Result<()> {
     json(
         session,
         error.status(),
         error.body(),
-        request_id,
+        headers,
         error.retry_after_secs,
     )
     .await

@@ -6,7 +6,9 @@ pub enum Route {
     /// `/health`, `/healthz`: answered by the gateway itself.
     Health,
     /// `/v1/*`: OpenAI-compatible API, proxied to a node.
-    Proxied,
+    Node,
+    /// `/api/*`: the control plane, handed to the sidecar service.
+    Sidecar,
     /// Anything else: 404.
     Unknown,
 }
@@ -14,7 +16,8 @@ pub enum Route {
 pub fn classify(path: &str) -> Route {
     match path {
         "/health" | "/healthz" => Route::Health,
-        p if p.starts_with("/v1/") => Route::Proxied,
+        p if p.starts_with("/v1/") => Route::Node,
+        p if p.starts_with("/api/") => Route::Sidecar,
         _ => Route::Unknown,
     }
 }
@@ -27,9 +30,11 @@ mod tests {
     fn paths_map_to_routes() {
         assert_eq!(classify("/health"), Route::Health);
         assert_eq!(classify("/healthz"), Route::Health);
-        assert_eq!(classify("/v1/chat/completions"), Route::Proxied);
+        assert_eq!(classify("/v1/chat/completions"), Route::Node);
+        assert_eq!(classify("/api/oauth/codex"), Route::Sidecar);
         assert_eq!(classify("/v1"), Route::Unknown);
         assert_eq!(classify("/v10/x"), Route::Unknown);
+        assert_eq!(classify("/apix"), Route::Unknown);
         assert_eq!(classify("/"), Route::Unknown);
     }
 }

@@ -1,4 +1,4 @@
-//! Shared test harness: a real `exoclaw` process on an ephemeral port, talked to over HTTP.
+//! Shared test harness: a real `exoclaw` process on ephemeral ports, talked to over HTTP.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub const EXOCLAW: &str = env!("CARGO_BIN_EXE_exoclaw");
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const TOKEN_KEY: &str = "8f2a55c1d07e4b1a9c3e6f0b2d4a6c8e0f1a2b3c4d5e6f708192a3b4c5d6e7f8";
+/// The provider key the test client sends by default (BYOK).
+pub const PROVIDER_KEY: &str = "sk-test-provider-key-123";
 
 /// An address on loopback that nothing listens on right now.
 pub fn free_addr() -> SocketAddr {
@@ -18,50 +22,103 @@ pub fn free_addr() -> SocketAddr {
         .expect("ephemeral port has an address")
 }
 
-/// A config with one pool `openclaw` holding `nodes`; `server_extra` and `pool_extra` are
-/// YAML lines added to the `server` and pool sections.
-pub fn config_yaml(
-    listen: SocketAddr,
-    nodes: &[SocketAddr],
-    server_extra: &str,
-    pool_extra: &str,
-) -> String {
-    let nodes: String = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| format!("      - {{ name: node-{i}, addr: \"{addr}\" }}\n"))
-        .collect();
-    format!(
-        "server:\n  listen: \"{listen}\"\n  threads: 1\n  grace_period: 1s\n{server_extra}\
-         pools:\n  openclaw:\n{pool_extra}    nodes:\n{nodes}"
-    )
+/// What a test gateway is configured with. By default: one pool `openclaw` with `nodes`, and
+/// the trusting `X-User-ID` mode (`auth: { require_key: false }`).
+#[derive(Clone)]
+pub struct Setup {
+    pub nodes: Vec<SocketAddr>,
+    /// Top-level YAML (auth, tiers, …), replacing the default auth line.
+    pub top: String,
+    pub server_extra: String,
+    pub pool_extra: String,
+    pub manual_clock: bool,
+}
+
+impl Setup {
+    pub fn nodes(nodes: &[SocketAddr]) -> Setup {
+        Setup {
+            nodes: nodes.to_vec(),
+            top: "auth: { require_key: false }\n".to_owned(),
+            server_extra: String::new(),
+            pool_extra: String::new(),
+            manual_clock: false,
+        }
+    }
+
+    pub fn top(mut self, yaml: &str) -> Setup {
+        self.top = yaml.to_owned();
+        self
+    }
+
+    pub fn server(mut self, yaml: &str) -> Setup {
+        self.server_extra = yaml.to_owned();
+        self
+    }
+
+    pub fn pool(mut self, yaml: &str) -> Setup {
+        self.pool_extra = yaml.to_owned();
+        self
+    }
+
+    pub fn manual_clock(mut self) -> Setup {
+        self.manual_clock = true;
+        self
+    }
+
+    fn yaml(&self, listen: SocketAddr, admin: SocketAddr, sidecar: SocketAddr) -> String {
+        let nodes: String = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| format!("      - {{ name: node-{i}, addr: \"{addr}\" }}\n"))
+            .collect();
+        format!(
+            "{top}server:\n  listen: \"{listen}\"\n  admin_listen: \"{admin}\"\n  \
+             sidecar_listen: \"{sidecar}\"\n  threads: 1\n  grace_period: 1s\n{server}\
+             pools:\n  openclaw:\n{pool}    nodes:\n{nodes}",
+            top = self.top,
+            server = self.server_extra,
+            pool = self.pool_extra,
+        )
+    }
 }
 
 /// A running gateway; killed on drop.
 pub struct Gateway {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     pub dir: TempDir,
     child: Child,
 }
 
 impl Gateway {
-    /// Starts `exoclaw serve` with the config `make_config(listen)` and waits until it answers.
-    pub async fn start(make_config: impl FnOnce(SocketAddr) -> String) -> Gateway {
+    /// Starts `exoclaw serve` and waits until it answers.
+    pub async fn start(setup: Setup) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
-        let addr = free_addr();
+        let (addr, admin, sidecar) = (free_addr(), free_addr(), free_addr());
         let config_path = dir.path().join("exoclaw.yaml");
-        std::fs::write(&config_path, make_config(addr)).expect("write config");
+        std::fs::write(&config_path, setup.yaml(addr, admin, sidecar)).expect("write config");
         let log = std::fs::File::create(dir.path().join("exoclaw.log")).expect("log file");
-        let child = Command::new(EXOCLAW)
+        let mut command = Command::new(EXOCLAW);
+        command
             .args(["serve", "--config"])
             .arg(&config_path)
             .current_dir(dir.path())
             .env("EXOCLAW_LOG", "info")
+            .env("EXOCLAW_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("EXOCLAW_TOKEN_KEY", TOKEN_KEY)
             .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn exoclaw");
-        let gateway = Gateway { addr, dir, child };
+            .stderr(log);
+        if setup.manual_clock {
+            command.arg("--manual-clock");
+        }
+        let child = command.spawn().expect("spawn exoclaw");
+        let gateway = Gateway {
+            addr,
+            admin,
+            dir,
+            child,
+        };
         gateway.wait_ready().await;
         gateway
     }
@@ -70,12 +127,64 @@ impl Gateway {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("exoclaw.log")
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("exoclaw.yaml")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("data/exoclaw.db")
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("exoclaw.log")).unwrap_or_default()
+    }
+
+    /// Runs `exoclaw <args> --config <this gateway's config>` in its directory.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(EXOCLAW)
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run exoclaw")
+    }
+
+    /// Creates a key through the admin API; returns (id, key).
+    pub async fn create_key(&self, user: &str, tier: Option<&str>) -> (String, String) {
+        let response = client()
+            .post(self.admin_url("/admin/keys"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "user": user, "tier": tier }))
+            .send()
+            .await
+            .expect("admin API answers");
+        assert_eq!(response.status(), 201, "key creation");
+        let v: serde_json::Value = response.json().await.unwrap();
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Moves the gateway's manual clock forward.
+    pub async fn advance_clock(&self, ms: u64) {
+        let response = client()
+            .post(self.admin_url("/admin/clock"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "advance_ms": ms }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "the gateway runs with --manual-clock"
+        );
     }
 
     async fn wait_ready(&self) {
@@ -100,7 +209,23 @@ impl Drop for Gateway {
     }
 }
 
+/// An HTTP client that sends the test provider key unless a request sets its own.
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {PROVIDER_KEY}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+/// A client that sends no Authorization header at all.
+pub fn bare_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(20))
@@ -110,8 +235,13 @@ pub fn client() -> reqwest::Client {
 
 /// Parses an OpenAI-shaped error body and returns `error.type`.
 pub async fn error_type(response: reqwest::Response) -> String {
+    error_field(response, "type").await
+}
+
+/// Parses an OpenAI-shaped error body and returns `error.<field>`.
+pub async fn error_field(response: reqwest::Response, field: &str) -> String {
     let v: serde_json::Value = response.json().await.expect("error body is JSON");
-    v["error"]["type"]
+    v["error"][field]
         .as_str()
         .unwrap_or_else(|| panic!("not an OpenAI-shaped error: {v}"))
         .to_owned()

@@ -1,0 +1,123 @@
+//! Plumbing shared by the gateway's own HTTP apps (admin API, sidecar): a capped body reader,
+//! JSON responses, OpenAI-shaped errors (built by `api_error`) and constant-time secret checks.
+
+use bytes::BytesMut;
+use http::Response;
+use pingora::protocols::http::ServerSession;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+
+use crate::api_error::ApiError;
+
+/// Largest body the admin API and sidecar read: their requests are small JSON documents.
+pub const MAX_APP_BODY: usize = 64 * 1024;
+
+pub fn json(status: u16, value: &Value) -> Response<Vec<u8>> {
+    let body = value.to_string().into_bytes();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+pub fn error(error: &ApiError) -> Response<Vec<u8>> {
+    let body = error.body().to_vec();
+    let mut builder = Response::builder()
+        .status(error.status())
+        .header("content-type", "application/json")
+        .header("content-length", body.len());
+    if let Some(secs) = error.retry_after_secs {
+        builder = builder.header("retry-after", secs);
+    }
+    builder
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+/// Reads the whole request body as JSON of type `T`, refusing bodies over `MAX_APP_BODY`.
+pub async fn read_json<T: DeserializeOwned>(session: &mut ServerSession) -> Result<T, ApiError> {
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_APP_BODY {
+                    return Err(ApiError::request_too_large(MAX_APP_BODY as u64));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ApiError::invalid_request(
+                    "unreadable_body",
+                    "The request body could not be read.",
+                ))
+            }
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid_request(
+            "invalid_json",
+            format!("The body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// Runs blocking work (SQLite) on a blocking thread. An error starting with `invalid: ` is the
+/// caller's fault and becomes a 400 with the rest as its message; any other error is ours: it
+/// is logged under `context` and the client gets a 500 that reveals nothing.
+pub async fn blocking<T: Send + 'static>(
+    context: &'static str,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => match e.strip_prefix("invalid: ") {
+            Some(reason) => Err(ApiError::invalid_request("invalid_request", reason)),
+            None => {
+                tracing::error!("{context}: {e}");
+                Err(ApiError::internal())
+            }
+        },
+        Err(e) => {
+            tracing::error!("{context}: task failed: {e}");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+/// Compares a presented secret with the expected one in constant time.
+pub fn secret_matches(presented: &[u8], expected: &[u8]) -> bool {
+    presented.len() == expected.len() && bool::from(presented.ct_eq(expected))
+}
+
+/// The bearer token of the request's `Authorization` header.
+pub fn bearer_token(session: &ServerSession) -> Option<&str> {
+    let value = session
+        .get_header(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_value_and_length() {
+        assert!(secret_matches(b"abc", b"abc"));
+        assert!(!secret_matches(b"abd", b"abc"));
+        assert!(!secret_matches(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn errors_carry_status_and_retry_after() {
+        let r = error(&ApiError::rate_limited(50, 2));
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "2");
+    }
+}
