@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod ledger;
+pub mod limits;
 pub mod mock;
 pub mod proxy;
 pub mod server;
