@@ -93,16 +93,6 @@ pub fn secret_matches(presented: &[u8], expected: &[u8]) -> bool {
     presented.len() == expected.len() && bool::from(presented.ct_eq(expected))
 }
 
-/// The bearer token of the request's `Authorization` header.
-pub fn bearer_token(session: &ServerSession) -> Option<&str> {
-    let value = session
-        .get_header(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

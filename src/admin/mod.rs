@@ -24,6 +24,7 @@ use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{self, store, Credentials};
 use crate::clock::ManualClock;
 use crate::local_http;
+use crate::proxy::headers;
 use crate::state::LiveSnapshot;
 
 pub struct AdminApp {
@@ -70,7 +71,7 @@ impl AdminApp {
                 format!("The admin API is disabled: set {env} in the gateway's environment."),
             ));
         };
-        match local_http::bearer_token(session) {
+        match headers::bearer(&session.req_header().headers) {
             Some(t) if local_http::secret_matches(t.as_bytes(), expected.as_bytes()) => Ok(()),
             _ => Err(ApiError::unauthenticated(
                 "invalid_admin_token",

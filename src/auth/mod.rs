@@ -137,7 +137,7 @@ pub fn authenticate(
         .get(headers::GATEWAY_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
-    let bearer_key = bearer(req).filter(|b| keys::is_gateway_key(b));
+    let bearer_key = headers::bearer(&req.headers).filter(|b| keys::is_gateway_key(b));
     let presented = match (header_key, bearer_key) {
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::unauthenticated(
@@ -202,7 +202,7 @@ pub fn node_credential(
     match mode {
         AuthMode::Byok => {
             let has_provider_key = !identity.authorization_holds_gateway_key
-                && bearer(req).is_some_and(|b| !b.is_empty());
+                && headers::bearer(&req.headers).is_some_and(|b| !b.is_empty());
             if has_provider_key {
                 Ok(NodeCredential::ProviderKey)
             } else {
@@ -225,17 +225,6 @@ pub fn node_credential(
                 )
             }),
     }
-}
-
-/// The token of `Authorization: Bearer <token>`, if that is what the header holds.
-fn bearer(req: &RequestHeader) -> Option<&str> {
-    let value = req
-        .headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 #[cfg(test)]

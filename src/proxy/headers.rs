@@ -65,6 +65,13 @@ pub fn new_request_id() -> String {
     format!("req_{}", hex::encode(bytes))
 }
 
+/// The token of `Authorization: Bearer <token>`, if that is what the header holds.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// The three rate-limit headers for a decision.
 pub fn rate_limit_headers(decision: &RateDecision) -> [(&'static str, String); 3] {
     [
