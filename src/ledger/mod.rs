@@ -3,6 +3,7 @@
 //! Only start-up code and background workers touch SQLite; the request path never does.
 
 pub mod migrations;
+pub mod record;
 
 use std::path::Path;
 

@@ -1,0 +1,35 @@
+//! One row of the `requests` table: what the proxy knows about a finished request.
+//!
+//! Built in the proxy's `logging` filter and handed to the ledger writer through a bounded
+//! channel; it holds no secrets (no keys, no tokens, no prompt text) and only a keyed hash of
+//! the client's IP address.
+
+/// A finished request, as recorded in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub user_id: String,
+    /// The request path (`/v1/chat/completions`), without the query string.
+    pub endpoint: String,
+    pub method: String,
+    /// The status the client received (0 when the client left before any response).
+    pub status: u16,
+    pub latency_ms: u64,
+    /// Unix milliseconds at which the request arrived (from the policy clock).
+    pub created_ms: u64,
+    /// Keyed HMAC-SHA256 of the client IP (hex), never the IP itself.
+    pub ip_hash: Option<String>,
+    pub model: Option<String>,
+    pub node: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    /// The seed's column: total tokens, reported by the node or estimated.
+    pub tokens_est: u64,
+    /// The answer was a `text/event-stream`.
+    pub streamed: bool,
+    /// Token counts came from the node's `usage`; false when they are an estimate from bytes.
+    pub tokens_reported: bool,
+    /// The gateway's error type (`rate_limit_exceeded`, `upstream_timeout`, …); None on success.
+    pub error_type: Option<String>,
+}
