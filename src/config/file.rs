@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 pub struct ConfigFile {
     pub server: ServerSection,
     pub database: Option<String>,
+    pub ledger: Option<LedgerSection>,
     pub auth: Option<AuthSection>,
     pub tiers: Option<BTreeMap<String, TierSection>>,
     pub default_tier: Option<String>,
@@ -29,7 +30,18 @@ pub struct ServerSection {
     pub grace_period: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    pub queue_capacity: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub flush_interval: Option<String>,
+    pub retention: Option<String>,
+    pub prune_interval: Option<String>,
+    pub ip_hash_key_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     pub mode: Option<AuthMode>,

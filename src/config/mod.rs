@@ -16,7 +16,8 @@ use std::time::Duration;
 
 pub use file::AuthMode;
 use file::{
-    AuthSection, ConfigFile, NodeSection, PoolSection, ServerSection, SizeValue, TierSection,
+    AuthSection, ConfigFile, LedgerSection, NodeSection, PoolSection, ServerSection, SizeValue,
+    TierSection,
 };
 
 /// Default cap on a request body: large prompts fit, runaway uploads do not.
@@ -48,6 +49,7 @@ pub const DEFAULT_DATABASE: &str = "./data/exoclaw.db";
 pub struct Config {
     pub server: Server,
     pub database: PathBuf,
+    pub ledger: Ledger,
     pub auth: Auth,
     pub tiers: BTreeMap<String, Tier>,
     pub default_tier: String,
@@ -63,6 +65,22 @@ impl Config {
             .map(|(n, t)| (n.as_str(), t))
             .expect("validation guarantees the default tier exists")
     }
+}
+
+/// How request rows reach SQLite, and how long they stay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ledger {
+    /// Rows waiting for the writer; beyond this they are counted as dropped, never waited for.
+    pub queue_capacity: usize,
+    /// Rows per transaction, at most.
+    pub batch_size: usize,
+    /// Longest a row waits for its batch to fill.
+    pub flush_interval: Duration,
+    /// Rows older than this are folded into the daily per-user rollup and deleted.
+    pub retention: Option<Duration>,
+    pub prune_interval: Duration,
+    /// Where the key for hashing client IPs lives; created (mode 0600) on first start.
+    pub ip_hash_key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +180,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     let ConfigFile {
         server,
         database,
+        ledger,
         auth,
         tiers,
         default_tier,
@@ -173,6 +192,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(DEFAULT_DATABASE),
     };
+    let ledger = validate_ledger(ledger, &database)?;
     if pools.len() != 1 {
         return Err(err(
             "pools",
@@ -189,10 +209,60 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     Ok(Config {
         server,
         database,
+        ledger,
         auth,
         tiers,
         default_tier,
         pool,
+    })
+}
+
+fn validate_ledger(raw: Option<LedgerSection>, database: &Path) -> Result<Ledger, ConfigError> {
+    let LedgerSection {
+        queue_capacity,
+        batch_size,
+        flush_interval,
+        retention,
+        prune_interval,
+        ip_hash_key_file,
+    } = raw.unwrap_or_default();
+    let queue_capacity = queue_capacity.unwrap_or(65_536);
+    if queue_capacity == 0 {
+        return Err(err("ledger.queue_capacity", "must be at least 1"));
+    }
+    let batch_size = batch_size.unwrap_or(512);
+    if batch_size == 0 {
+        return Err(err("ledger.batch_size", "must be at least 1"));
+    }
+    let retention = match retention.as_deref() {
+        None | Some("forever") => None,
+        Some(text) => Some(
+            units::parse_duration(text)
+                .map_err(|m| err("ledger.retention", format!("{m}, or `forever`")))?,
+        ),
+    };
+    if retention.is_some_and(|r| r < Duration::from_secs(86_400)) {
+        return Err(err("ledger.retention", "must be at least 1d"));
+    }
+    let ip_hash_key_file = match ip_hash_key_file {
+        Some(path) => PathBuf::from(path),
+        None => database.with_file_name("ip_hash.key"),
+    };
+    Ok(Ledger {
+        queue_capacity,
+        batch_size,
+        flush_interval: duration_or(
+            "ledger.flush_interval",
+            flush_interval,
+            Duration::from_millis(200),
+        )?,
+        retention,
+        prune_interval: duration_or(
+            "ledger.prune_interval",
+            prune_interval,
+            Duration::from_secs(3600),
+        )?,
+        ip_hash_key_file,
     })
 }
 
@@ -204,14 +274,7 @@ fn validate_auth(raw: Option<AuthSection>) -> Result<Auth, ConfigError> {
         token_key_env,
         token_key_file,
         failed_auth_per_minute,
-    } = raw.unwrap_or(AuthSection {
-        mode: None,
-        require_key: None,
-        admin_token_env: None,
-        token_key_env: None,
-        token_key_file: None,
-        failed_auth_per_minute: None,
-    });
+    } = raw.unwrap_or_default();
     let mode = mode.unwrap_or(AuthMode::Byok);
     let require_key = require_key.unwrap_or(true);
     if mode == AuthMode::Codex && !require_key {
@@ -539,6 +602,27 @@ pools:
         );
         assert_eq!(config.tier(Some("nope")).0, "workshop");
         assert_eq!(config.server.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    }
+
+    #[test]
+    fn ledger_defaults_and_retention() {
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        assert_eq!(config.ledger.retention, None);
+        assert_eq!(
+            config.ledger.ip_hash_key_file,
+            PathBuf::from("./data/ip_hash.key")
+        );
+        let text = format!("ledger: {{ retention: 90d }}\n{MINIMAL}");
+        let config = Config::from_yaml(&text).unwrap();
+        assert_eq!(
+            config.ledger.retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        let text = format!("ledger: {{ retention: 5m }}\n{MINIMAL}");
+        assert_eq!(
+            Config::from_yaml(&text).unwrap_err().path,
+            "ledger.retention"
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-/// Parses `"250ms"`, `"2s"`, `"5m"`, `"1h"`. A bare number is rejected: a duration without a unit
+/// Parses `"250ms"`, `"2s"`, `"5m"`, `"1h"`, `"90d"`. A bare number is rejected: a duration without a unit
 /// is ambiguous, and ambiguity in a timeout is how outages start.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h, e.g. `30s`)"))?;
+        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m, h or d, e.g. `30s`)"))?;
     let (number, unit) = text.split_at(split);
     let value: u64 = number
         .parse()
@@ -71,12 +71,13 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
     }
 
     #[test]
     fn durations_without_unit_or_with_unknown_unit_are_rejected() {
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("3w").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
     }

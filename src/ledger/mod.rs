@@ -2,6 +2,7 @@
 //!
 //! Only start-up code and background workers touch SQLite; the request path never does.
 
+pub mod ip_hash;
 pub mod migrations;
 pub mod record;
 
