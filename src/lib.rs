@@ -19,3 +19,4 @@ pub mod server;
 pub mod sidecar;
 pub mod state;
 pub mod upstream;
+pub mod usage;
