@@ -65,7 +65,8 @@ pub fn run(listen: SocketAddr) -> Result<(), String> {
     // A closed stdout (piped into `head`, a finished reader) must not take the gateway down.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{}", banner(listen, mock_addr, &key)).and_then(|()| stdout.flush());
-    server.run_forever()
+    server::run(server, handles);
+    Ok(())
 }
 
 /// The demo's config: the same YAML an operator writes, pointed at the mock node.

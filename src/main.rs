@@ -33,6 +33,20 @@ enum Command {
         #[arg(long, hide = true)]
         manual_clock: bool,
     },
+    /// Per-user usage from the ledger: requests, tokens, latency, errors, last seen.
+    Usage {
+        #[arg(long, default_value = "conf/exoclaw.yaml")]
+        config: PathBuf,
+        /// How far back to look (e.g. 5m, 1h, 7d).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Refresh every 2 seconds until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// One JSON array per refresh instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage gateway keys (stored as hashes in the database).
     Keys {
         #[arg(long, default_value = "conf/exoclaw.yaml", global = true)]
@@ -93,7 +107,15 @@ fn main() -> ExitCode {
                     },
                 )
             })
-            .map(|(server, _handles)| server.run_forever()),
+            .map(|(server, handles)| server::run(server, handles)),
+        Command::Usage {
+            config,
+            since,
+            watch,
+            json,
+        } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|config| exoclaw::cli::usage(&config, &since, watch, json)),
         Command::Keys { config, command } => Config::load(&config)
             .map_err(|e| e.to_string())
             .and_then(|config| match command {

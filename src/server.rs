@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora_proxy::http_proxy_service;
@@ -24,6 +24,8 @@ use crate::auth::Credentials;
 use crate::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::ledger;
+use crate::ledger::ip_hash::IpHasher;
+use crate::ledger::writer::{LedgerSettings, LedgerWriter};
 use crate::limits::{AuthFailureGuard, RateLimiter};
 use crate::proxy::{headers, Gateway};
 use crate::sidecar::SidecarApp;
@@ -38,10 +40,32 @@ pub struct Launch {
     pub manual_clock: bool,
 }
 
-/// What a built server shares with its caller (the demo creates a key through it).
+/// What a built server shares with its caller: the demo creates a key through it, and `finish`
+/// runs once the server has stopped.
 pub struct Handles {
     pub live: LiveSnapshot,
     pub credentials: Arc<Credentials>,
+    pub ledger: Arc<LedgerWriter>,
+}
+
+impl Handles {
+    /// After the server stopped (every in-flight request has ended): writes every queued ledger
+    /// row, so a graceful stop loses no accepted request's record.
+    pub fn finish(&self) {
+        self.ledger.shutdown();
+        let stats = self.ledger.stats();
+        tracing::info!(
+            written = stats.written,
+            dropped = stats.dropped,
+            "ledger flushed; exoclaw stopped"
+        );
+    }
+}
+
+/// Runs a built server until SIGTERM/SIGINT, then flushes what must not be lost.
+pub fn run(server: Server, handles: Handles) {
+    server.run(RunArgs::default());
+    handles.finish();
 }
 
 /// Builds the server, after bringing the database schema up to date and loading credentials.
@@ -101,6 +125,18 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     };
     let live = state::live(config.clone());
     let rate_limiter = Arc::new(RateLimiter::new());
+    let ip_hasher = Arc::new(IpHasher::load_or_create(&config.ledger.ip_hash_key_file)?);
+    let ledger = Arc::new(LedgerWriter::start(
+        &config.database,
+        LedgerSettings {
+            queue_capacity: config.ledger.queue_capacity,
+            batch_size: config.ledger.batch_size,
+            flush_interval: config.ledger.flush_interval,
+            retention: config.ledger.retention,
+            prune_interval: config.ledger.prune_interval,
+        },
+        clock.clone(),
+    )?);
     let sidecar_secret: Arc<str> = Arc::from(headers::new_request_id());
 
     let gateway = Gateway {
@@ -110,6 +146,8 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         auth_failures: Arc::new(AuthFailureGuard::new(config.auth.failed_auth_per_minute)),
         clock: clock.clone(),
         sidecar_secret: sidecar_secret.clone(),
+        ledger: ledger.clone(),
+        ip_hasher,
     };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.server.listen.to_string());
@@ -128,7 +166,14 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
 
     let mut admin = Service::new(
         "admin".to_owned(),
-        AdminApp::new(credentials.clone(), live.clone(), admin_token, manual_clock),
+        AdminApp::new(
+            credentials.clone(),
+            live.clone(),
+            ledger.clone(),
+            clock.clone(),
+            admin_token,
+            manual_clock,
+        ),
     );
     admin.add_tcp(&config.server.admin_listen.to_string());
     server.add_service(admin);
@@ -144,7 +189,14 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             clock,
         },
     ));
-    Ok((server, Handles { live, credentials }))
+    Ok((
+        server,
+        Handles {
+            live,
+            credentials,
+            ledger,
+        },
+    ))
 }
 
 fn ensure_can_listen(addr: SocketAddr) -> Result<(), String> {

@@ -5,6 +5,8 @@
 //! - `GET /admin/keys` lists keys (never the keys themselves)
 //! - `POST /admin/keys` `{"user": "...", "tier": "..."}` creates one and returns it once
 //! - `DELETE /admin/keys/{id}` revokes one
+//! - `GET /admin/usage?since=5m` per-user usage from the ledger (what `exoclaw usage` shows)
+//! - `GET /admin/ledger` the ledger writer's queue depth, rows written, rows dropped
 //! - `POST /admin/clock` `{"advance_ms": N}` or `{"set_ms": N}`: only when the process was
 //!   started with a manual clock (tests), absent otherwise
 //!
@@ -22,7 +24,10 @@ use serde_json::json;
 
 use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{self, store, Credentials};
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock, SharedClock};
+use crate::config::units;
+use crate::ledger::queries;
+use crate::ledger::writer::LedgerWriter;
 use crate::local_http;
 use crate::proxy::headers;
 use crate::state::LiveSnapshot;
@@ -30,6 +35,8 @@ use crate::state::LiveSnapshot;
 pub struct AdminApp {
     credentials: Arc<Credentials>,
     live: LiveSnapshot,
+    ledger: Arc<LedgerWriter>,
+    clock: SharedClock,
     token: Option<String>,
     manual_clock: Option<Arc<ManualClock>>,
 }
@@ -52,12 +59,16 @@ impl AdminApp {
     pub fn new(
         credentials: Arc<Credentials>,
         live: LiveSnapshot,
+        ledger: Arc<LedgerWriter>,
+        clock: SharedClock,
         token: Option<String>,
         manual_clock: Option<Arc<ManualClock>>,
     ) -> AdminApp {
         AdminApp {
             credentials,
             live,
+            ledger,
+            clock,
             token,
             manual_clock,
         }
@@ -86,6 +97,13 @@ impl AdminApp {
         self.authorize(session)?;
         match (method, path.as_str()) {
             (Method::GET, "/admin/keys") => self.list_keys().await,
+            (Method::GET, "/admin/usage") => {
+                let query = session.req_header().uri.query().unwrap_or("").to_owned();
+                self.usage(&query).await
+            }
+            (Method::GET, "/admin/ledger") => {
+                Ok(local_http::json(200, &json!(self.ledger.stats())))
+            }
             (Method::POST, "/admin/keys") => {
                 let body: CreateKey = local_http::read_json(session).await?;
                 self.create_key(body).await
@@ -109,6 +127,30 @@ impl AdminApp {
         })
         .await?;
         Ok(local_http::json(200, &json!({ "keys": keys })))
+    }
+
+    async fn usage(&self, query: &str) -> Result<Response<Vec<u8>>, ApiError> {
+        let since = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("since="))
+            .unwrap_or("24h")
+            .to_owned();
+        let window = units::parse_duration(&since)
+            .map_err(|e| ApiError::invalid_request("invalid_since", format!("since: {e}")))?;
+        let since_ms = self
+            .clock
+            .now_ms()
+            .saturating_sub(window.as_millis() as u64);
+        let credentials = self.credentials.clone();
+        let users = local_http::blocking("admin API", move || {
+            let conn = credentials.open_db()?;
+            queries::usage_since(&conn, since_ms).map_err(|e| e.to_string())
+        })
+        .await?;
+        Ok(local_http::json(
+            200,
+            &json!({ "since": since, "users": users }),
+        ))
     }
 
     async fn create_key(&self, body: CreateKey) -> Result<Response<Vec<u8>>, ApiError> {
@@ -161,10 +203,7 @@ impl AdminApp {
         if let Some(ms) = body.advance_ms {
             clock.advance(ms);
         }
-        local_http::json(
-            200,
-            &json!({ "now_ms": crate::clock::Clock::now_ms(&**clock) }),
-        )
+        local_http::json(200, &json!({ "now_ms": clock.now_ms() }))
     }
 }
 

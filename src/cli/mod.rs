@@ -1,9 +1,14 @@
 //! The operator commands behind `exoclaw keys …`: they work on the database named by the config
 //! file, so a running gateway picks their changes up within a second (see `auth::sync`).
 
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
 use crate::auth::{self, store};
-use crate::config::Config;
-use crate::ledger;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{units, Config};
+use crate::ledger::{self, queries};
 
 /// `exoclaw keys create --user ID [--tier T]`: prints the new key once.
 pub fn keys_create(config: &Config, user: &str, tier: Option<&str>) -> Result<(), String> {
@@ -61,4 +66,54 @@ pub fn keys_revoke(config: &Config, id: &str) -> Result<(), String> {
             "no active key has the id `{id}` (see `exoclaw keys list`)"
         ))
     }
+}
+
+/// `exoclaw usage [--since 5m] [--watch] [--json]`: per-user requests, tokens, latency, errors
+/// and last seen, read from the ledger (the seed's `watch … SELECT user_id, count(*)`).
+pub fn usage(config: &Config, since: &str, watch: bool, as_json: bool) -> Result<(), String> {
+    let window = units::parse_duration(since).map_err(|e| format!("--since: {e}"))?;
+    let conn = Connection::open_with_flags(&config.database, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| {
+            format!(
+                "cannot open {} ({e}); has the gateway run with this config?",
+                config.database.display()
+            )
+        })?;
+    conn.busy_timeout(Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    loop {
+        let since_ms = SystemClock
+            .now_ms()
+            .saturating_sub(window.as_millis() as u64);
+        let rows =
+            queries::usage_since(&conn, since_ms).map_err(|e| format!("cannot read usage: {e}"))?;
+        if as_json {
+            let text = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
+            println!("{text}");
+        } else {
+            if watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!("Usage over the last {since} ({} users)", rows.len());
+            print!("{}", usage_table(&rows));
+        }
+        if !watch {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn usage_table(rows: &[queries::UserUsage]) -> String {
+    let mut out = format!(
+        "{:<24} {:>9} {:>11} {:>12} {:>7}  {}\n",
+        "USER", "REQUESTS", "TOKENS", "AVG LATENCY", "ERRORS", "LAST SEEN"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<24} {:>9} {:>11} {:>10.0}ms {:>7}  {}\n",
+            r.user_id, r.requests, r.total_tokens, r.avg_latency_ms, r.errors, r.last_seen
+        ));
+    }
+    out
 }

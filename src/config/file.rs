@@ -16,6 +16,7 @@ pub struct ConfigFile {
     pub auth: Option<AuthSection>,
     pub tiers: Option<BTreeMap<String, TierSection>>,
     pub default_tier: Option<String>,
+    pub stripe: Option<StripeSection>,
     pub pools: BTreeMap<String, PoolSection>,
 }
 
@@ -39,6 +40,7 @@ pub struct LedgerSection {
     pub retention: Option<String>,
     pub prune_interval: Option<String>,
     pub ip_hash_key_file: Option<String>,
+    pub quota_flush_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +67,21 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields)]
 pub struct TierSection {
     pub requests_per_minute: u32,
+    /// `null` or absent: unlimited.
+    pub monthly_requests: Option<u64>,
+    pub pool: Option<String>,
+    pub priority: Option<u8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSection {
+    pub webhook_secret_env: Option<String>,
+    pub tolerance: Option<String>,
+    pub past_due_grace: Option<String>,
+    pub price_tiers: Option<BTreeMap<String, String>>,
+    pub payment_link_tiers: Option<BTreeMap<String, String>>,
+    pub upgrade_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use file::AuthMode;
 use file::{
     AuthSection, ConfigFile, LedgerSection, NodeSection, PoolSection, ServerSection, SizeValue,
-    TierSection,
+    StripeSection, TierSection,
 };
 
 /// Default cap on a request body: large prompts fit, runaway uploads do not.
@@ -53,6 +53,7 @@ pub struct Config {
     pub auth: Auth,
     pub tiers: BTreeMap<String, Tier>,
     pub default_tier: String,
+    pub stripe: Stripe,
     pub pool: Pool,
 }
 
@@ -81,6 +82,8 @@ pub struct Ledger {
     pub prune_interval: Duration,
     /// Where the key for hashing client IPs lives; created (mode 0600) on first start.
     pub ip_hash_key_file: PathBuf,
+    /// How often monthly quota counters are written to SQLite (the most a crash can lose).
+    pub quota_flush_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +102,29 @@ pub struct Auth {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tier {
     pub requests_per_minute: u32,
+    /// Requests per UTC calendar month; `None` is unlimited.
+    pub monthly_requests: Option<u64>,
+    /// The node pool this tier's requests go to.
+    pub pool: String,
+    /// Admission priority when nodes are full: higher goes first.
+    pub priority: u8,
+}
+
+/// Stripe webhooks and how their objects map to tiers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stripe {
+    /// Environment variable holding the endpoint's signing secret (`whsec_…`).
+    pub webhook_secret_env: String,
+    /// Largest accepted distance between a signature's timestamp and now.
+    pub tolerance: Duration,
+    /// How long a `past_due` subscription keeps its tier before falling back to the default.
+    pub past_due_grace: Duration,
+    /// Stripe price id → tier.
+    pub price_tiers: BTreeMap<String, String>,
+    /// Stripe payment link id → tier.
+    pub payment_link_tiers: BTreeMap<String, String>,
+    /// Where a user at their quota can upgrade (shown in the 402 message).
+    pub upgrade_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -184,6 +210,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         auth,
         tiers,
         default_tier,
+        stripe,
         pools,
     } = raw;
     let server = validate_server(server)?;
@@ -205,7 +232,8 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     let (name, pool) = pools.into_iter().next().expect("one pool, checked above");
     let pool = validate_pool(name, pool)?;
     let auth = validate_auth(auth)?;
-    let (tiers, default_tier) = validate_tiers(tiers, default_tier)?;
+    let (tiers, default_tier) = validate_tiers(tiers, default_tier, &pool.name)?;
+    let stripe = validate_stripe(stripe.unwrap_or_default(), &tiers)?;
     Ok(Config {
         server,
         database,
@@ -213,7 +241,58 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         auth,
         tiers,
         default_tier,
+        stripe,
         pool,
+    })
+}
+
+fn validate_stripe(
+    raw: StripeSection,
+    tiers: &BTreeMap<String, Tier>,
+) -> Result<Stripe, ConfigError> {
+    let StripeSection {
+        webhook_secret_env,
+        tolerance,
+        past_due_grace,
+        price_tiers,
+        payment_link_tiers,
+        upgrade_url,
+    } = raw;
+    let known = |path: String, map: Option<BTreeMap<String, String>>| {
+        let map = map.unwrap_or_default();
+        for (id, tier) in &map {
+            if !tiers.contains_key(tier) {
+                return Err(err(
+                    format!("{path}.{id}"),
+                    format!("`{tier}` is not a tier"),
+                ));
+            }
+        }
+        Ok(map)
+    };
+    let webhook_secret_env =
+        webhook_secret_env.unwrap_or_else(|| "STRIPE_WEBHOOK_SECRET".to_owned());
+    if webhook_secret_env.is_empty()
+        || !webhook_secret_env
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(err(
+            "stripe.webhook_secret_env",
+            format!("`{webhook_secret_env}` is not an environment variable name"),
+        ));
+    }
+    Ok(Stripe {
+        webhook_secret_env,
+        tolerance: duration_or("stripe.tolerance", tolerance, Duration::from_secs(300))?,
+        past_due_grace: duration_or(
+            "stripe.past_due_grace",
+            past_due_grace,
+            Duration::from_secs(3 * 86_400),
+        )?,
+        price_tiers: known("stripe.price_tiers".to_owned(), price_tiers)?,
+        payment_link_tiers: known("stripe.payment_link_tiers".to_owned(), payment_link_tiers)?,
+        upgrade_url,
     })
 }
 
@@ -225,6 +304,7 @@ fn validate_ledger(raw: Option<LedgerSection>, database: &Path) -> Result<Ledger
         retention,
         prune_interval,
         ip_hash_key_file,
+        quota_flush_interval,
     } = raw.unwrap_or_default();
     let queue_capacity = queue_capacity.unwrap_or(65_536);
     if queue_capacity == 0 {
@@ -263,6 +343,11 @@ fn validate_ledger(raw: Option<LedgerSection>, database: &Path) -> Result<Ledger
             Duration::from_secs(3600),
         )?,
         ip_hash_key_file,
+        quota_flush_interval: duration_or(
+            "ledger.quota_flush_interval",
+            quota_flush_interval,
+            Duration::from_secs(10),
+        )?,
     })
 }
 
@@ -315,33 +400,42 @@ fn validate_auth(raw: Option<AuthSection>) -> Result<Auth, ConfigError> {
 fn validate_tiers(
     raw: Option<BTreeMap<String, TierSection>>,
     default_tier: Option<String>,
+    pool_name: &str,
 ) -> Result<(BTreeMap<String, Tier>, String), ConfigError> {
-    let tiers: BTreeMap<String, Tier> = match raw {
-        None => BTreeMap::from([(
+    let raw = raw.unwrap_or_else(|| {
+        BTreeMap::from([(
             "workshop".to_owned(),
-            Tier {
+            TierSection {
                 requests_per_minute: DEFAULT_REQUESTS_PER_MINUTE,
+                monthly_requests: None,
+                pool: None,
+                priority: None,
             },
-        )]),
-        Some(raw) => raw
-            .into_iter()
-            .map(
-                |(
-                    name,
-                    TierSection {
-                        requests_per_minute,
-                    },
-                )| {
-                    (
-                        name,
-                        Tier {
-                            requests_per_minute,
-                        },
-                    )
-                },
-            )
-            .collect(),
-    };
+        )])
+    });
+    let mut tiers = BTreeMap::new();
+    for (name, section) in raw {
+        let TierSection {
+            requests_per_minute,
+            monthly_requests,
+            pool,
+            priority,
+        } = section;
+        let pool = pool.unwrap_or_else(|| pool_name.to_owned());
+        if pool != pool_name {
+            return Err(err(
+                format!("tiers.{name}.pool"),
+                format!("`{pool}` is not a pool (pools: {pool_name})"),
+            ));
+        }
+        let tier = Tier {
+            requests_per_minute,
+            monthly_requests,
+            pool,
+            priority: priority.unwrap_or(0),
+        };
+        tiers.insert(name, tier);
+    }
     if tiers.is_empty() {
         return Err(err("tiers", "at least one tier is needed"));
     }
@@ -591,15 +685,13 @@ pools:
         let config = Config::from_yaml(MINIMAL).unwrap();
         assert_eq!(config.auth.mode, AuthMode::Byok);
         assert!(config.auth.require_key);
+        let (name, tier) = config.tier(None);
+        assert_eq!((name, tier.requests_per_minute), ("workshop", 50));
         assert_eq!(
-            config.tier(None),
-            (
-                "workshop",
-                &Tier {
-                    requests_per_minute: 50
-                }
-            )
+            (tier.monthly_requests, tier.pool.as_str()),
+            (None, "openclaw")
         );
+        assert_eq!(config.stripe.tolerance, Duration::from_secs(300));
         assert_eq!(config.tier(Some("nope")).0, "workshop");
         assert_eq!(config.server.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
     }
@@ -646,6 +738,23 @@ pools:
         );
         let config = Config::from_yaml(&text).unwrap();
         assert_eq!(config.tier(None).1.requests_per_minute, 5);
+    }
+
+    #[test]
+    fn tiers_name_real_pools_and_stripe_maps_name_real_tiers() {
+        let text = format!(
+            "tiers: {{ t1: {{ requests_per_minute: 5, monthly_requests: 10, pool: elsewhere }} }}\n\
+             default_tier: t1\n{MINIMAL}"
+        );
+        assert_eq!(Config::from_yaml(&text).unwrap_err().path, "tiers.t1.pool");
+        let text = format!(
+            "tiers: {{ t1: {{ requests_per_minute: 5, monthly_requests: null }} }}\ndefault_tier: t1\n\
+             stripe: {{ price_tiers: {{ price_123: gold }} }}\n{MINIMAL}"
+        );
+        assert_eq!(
+            Config::from_yaml(&text).unwrap_err().path,
+            "stripe.price_tiers.price_123"
+        );
     }
 
     #[test]

@@ -21,9 +21,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value.checked_mul(1_000),
         "m" => value.checked_mul(60_000),
         "h" => value.checked_mul(3_600_000),
+        "d" => value.checked_mul(86_400_000),
         other => {
             return Err(format!(
-                "`{text}` has unknown unit `{other}` (use ms, s, m or h)"
+                "`{text}` has unknown unit `{other}` (use ms, s, m, h or d)"
             ))
         }
     };

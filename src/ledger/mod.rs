@@ -4,7 +4,12 @@
 
 pub mod ip_hash;
 pub mod migrations;
+pub mod queries;
 pub mod record;
+mod retention;
+#[cfg(test)]
+mod test_support;
+pub mod writer;
 
 use std::path::Path;
 

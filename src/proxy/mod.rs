@@ -6,6 +6,7 @@
 //! (`crate::api_error`). Nothing here blocks, locks across an await, or touches SQLite: the
 //! request path reads in-memory snapshots.
 
+pub mod accounting;
 pub mod headers;
 pub mod respond;
 pub mod route;
@@ -25,8 +26,12 @@ use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{self, Credentials, Identity, NodeCredential};
 use crate::clock::SharedClock;
 use crate::config::AuthMode;
+use crate::ledger::ip_hash::IpHasher;
+use crate::ledger::record::RequestRecord;
+use crate::ledger::writer::LedgerWriter;
 use crate::limits::{AuthFailureGuard, RateDecision, RateLimiter};
 use crate::state::{LiveSnapshot, Snapshot};
+use accounting::Accounting;
 use respond::ExtraHeaders;
 use route::Route;
 
@@ -39,11 +44,16 @@ pub struct Gateway {
     pub clock: SharedClock,
     /// Proves to the sidecar that a request came through this proxy.
     pub sidecar_secret: Arc<str>,
+    pub ledger: Arc<LedgerWriter>,
+    pub ip_hasher: Arc<IpHasher>,
 }
 
 /// What the gateway knows about one request, filter to filter.
 pub struct RequestCtx {
     started: Instant,
+    /// Policy-clock time of arrival (Unix ms), for limits and the ledger.
+    arrived_ms: u64,
+    client_ip: Option<IpAddr>,
     snapshot: Option<Arc<Snapshot>>,
     route: Route,
     request_id: String,
@@ -53,6 +63,7 @@ pub struct RequestCtx {
     node: Option<(Arc<str>, SocketAddr)>,
     failed_nodes: Vec<SocketAddr>,
     request_body_bytes: u64,
+    accounting: Accounting,
     /// The error the gateway decided on itself, used in `fail_to_proxy` and logs.
     rejection: Option<ApiError>,
 }
@@ -89,6 +100,8 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            arrived_ms: 0,
+            client_ip: None,
             snapshot: None,
             route: Route::Unknown,
             request_id: String::new(),
@@ -98,12 +111,15 @@ impl ProxyHttp for Gateway {
             node: None,
             failed_nodes: Vec::new(),
             request_body_bytes: 0,
+            accounting: Accounting::default(),
             rejection: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.live.load_full();
+        ctx.arrived_ms = self.clock.now_ms();
+        ctx.client_ip = Some(client_ip(session));
         ctx.request_id = headers::request_id_from(
             session
                 .req_header()
@@ -133,7 +149,7 @@ impl ProxyHttp for Gateway {
             return reject(session, ctx, ApiError::request_too_large(max_body)).await;
         }
 
-        let now = self.clock.now_ms();
+        let now = ctx.arrived_ms;
         let ip = client_ip(session);
         if self.auth_failures.is_blocked(ip, now) {
             let retry = self.auth_failures.retry_after_secs(ip, now);
@@ -254,6 +270,15 @@ impl ProxyHttp for Gateway {
         if let Some(NodeCredential::CodexToken(token)) = &ctx.credential {
             upstream.insert_header(headers::CODEX_TOKEN, &**token)?;
         }
+        if ctx.route == Route::Node
+            && upstream.method == http::Method::POST
+            && upstream.uri.path() == "/v1/chat/completions"
+        {
+            // The body may grow by `include_usage`: its length is unknown until it is read.
+            upstream.remove_header(&http::header::CONTENT_LENGTH);
+            upstream.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            ctx.accounting.gather_request_body();
+        }
         if ctx.route == Route::Sidecar {
             upstream.insert_header(headers::INTERNAL_SECRET, &*self.sidecar_secret)?;
             if identity.key.is_some() {
@@ -267,21 +292,21 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(chunk) = body else {
-            return Ok(());
-        };
-        ctx.request_body_bytes += chunk.len() as u64;
-        let max_body = ctx.snapshot()?.config.server.max_request_body;
-        if ctx.request_body_bytes > max_body {
-            ctx.rejection = Some(ApiError::request_too_large(max_body));
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(413),
-                "request body over the configured cap",
-            ));
+        if let Some(chunk) = body.as_ref() {
+            ctx.request_body_bytes += chunk.len() as u64;
+            let max_body = ctx.snapshot()?.config.server.max_request_body;
+            if ctx.request_body_bytes > max_body {
+                ctx.rejection = Some(ApiError::request_too_large(max_body));
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over the configured cap",
+                ));
+            }
         }
+        ctx.accounting.request_chunk(body, end_of_stream);
         Ok(())
     }
 
@@ -291,10 +316,31 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.route == Route::Node {
+            let content_type = response
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if ctx.accounting.response_started(content_type) {
+                response.remove_header(&http::header::CONTENT_LENGTH);
+            }
+        }
         for (name, value) in ctx.response_headers() {
             response.insert_header(name, value)?;
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        ctx.accounting.response_chunk(body, end_of_stream);
+        Ok(None)
     }
 
     async fn fail_to_proxy(
@@ -336,6 +382,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if ctx.route != Route::Health {
+            self.ledger.record(self.ledger_record(session, ctx, status));
+        }
         let req = session.req_header();
         tracing::info!(
             target: "exoclaw::request",
@@ -349,6 +398,46 @@ impl ProxyHttp for Gateway {
             error = ctx.rejection.as_ref().map(|r| r.code).unwrap_or(""),
             failure = %e.map(|e| e.etype().as_str()).unwrap_or(""),
         );
+    }
+}
+
+impl Gateway {
+    /// The ledger row for a finished request. Token counts come from the node's `usage` when it
+    /// answered with one, an estimate from the bytes seen when it did not (a stream cut short, a
+    /// client gone), and none when no node answered.
+    fn ledger_record(&self, session: &Session, ctx: &mut RequestCtx, status: u16) -> RequestRecord {
+        let (tokens, model) = if ctx.accounting.node_answered() {
+            let (tokens, model) = ctx.accounting.finish(ctx.request_body_bytes);
+            (Some(tokens), model)
+        } else {
+            (None, None)
+        };
+        let req = session.req_header();
+        RequestRecord {
+            request_id: ctx.request_id.clone(),
+            user_id: ctx
+                .identity
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |i| i.user.clone()),
+            endpoint: req.uri.path().to_owned(),
+            method: req.method.as_str().to_owned(),
+            status,
+            latency_ms: ctx.started.elapsed().as_millis() as u64,
+            created_ms: ctx.arrived_ms,
+            ip_hash: ctx.client_ip.map(|ip| self.ip_hasher.hash(ip)),
+            model,
+            node: ctx.node.as_ref().map(|(name, _)| name.to_string()),
+            prompt_tokens: tokens.map(|t| t.usage.prompt),
+            completion_tokens: tokens.map(|t| t.usage.completion),
+            total_tokens: tokens.map(|t| t.usage.total),
+            tokens_est: tokens.map_or(0, |t| t.usage.total),
+            streamed: ctx.accounting.streamed,
+            tokens_reported: tokens.is_some_and(|t| t.reported),
+            error_type: ctx
+                .rejection
+                .as_ref()
+                .map(|r| r.kind.type_name().to_owned()),
+        }
     }
 }
 

@@ -187,6 +187,55 @@ impl Gateway {
         );
     }
 
+    /// Sends SIGTERM (a graceful stop) and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM delivered");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for exoclaw") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exoclaw did not stop; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Opens the gateway's database for reading.
+    pub fn db(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.db_path()).expect("open the ledger");
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
+    }
+
+    /// Waits until the `requests` table holds `n` rows (the writer batches every 200 ms).
+    pub async fn wait_for_rows(&self, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let count: i64 = self
+                .db()
+                .query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0))
+                .unwrap();
+            if count >= n {
+                assert_eq!(count, n, "exactly one row per request");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {count} of {n} rows written"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn wait_ready(&self) {
         let client = client();
         let deadline = Instant::now() + Duration::from_secs(15);
