@@ -12,6 +12,7 @@ use serde_json::json;
 pub enum ErrorKind {
     InvalidRequest,
     Authentication,
+    InsufficientQuota,
     NotFound,
     RequestTooLarge,
     RateLimited,
@@ -26,6 +27,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => 400,
             ErrorKind::Authentication => 401,
+            ErrorKind::InsufficientQuota => 402,
             ErrorKind::NotFound => 404,
             ErrorKind::RequestTooLarge => 413,
             ErrorKind::RateLimited => 429,
@@ -41,6 +43,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
+            ErrorKind::InsufficientQuota => "insufficient_quota",
             ErrorKind::NotFound => "not_found",
             ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::RateLimited => "rate_limit_exceeded",
@@ -109,6 +112,28 @@ impl ApiError {
             ),
         )
         .with_retry_after(retry_after_secs)
+    }
+
+    /// 402 at the monthly limit: names the tier, the limit, when it resets, and how to upgrade.
+    pub fn quota_exhausted(
+        tier: &str,
+        limit: u64,
+        month: &str,
+        resets_on: &str,
+        upgrade_url: Option<&str>,
+    ) -> ApiError {
+        let upgrade = match upgrade_url {
+            Some(url) => format!("Upgrade to a higher tier at {url}"),
+            None => "Ask the operator to move you to a higher tier".to_owned(),
+        };
+        ApiError::new(
+            ErrorKind::InsufficientQuota,
+            "insufficient_quota",
+            format!(
+                "You have used all {limit} requests of tier `{tier}` for {month}. {upgrade}, \
+                 or wait until {resets_on} (UTC)."
+            ),
+        )
     }
 
     pub fn too_many_failed_logins(retry_after_secs: u64) -> ApiError {

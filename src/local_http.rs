@@ -1,7 +1,7 @@
 //! Plumbing shared by the gateway's own HTTP apps (admin API, sidecar): a capped body reader,
 //! JSON responses, OpenAI-shaped errors (built by `api_error`) and constant-time secret checks.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::Response;
 use pingora::protocols::http::ServerSession;
 use serde::de::DeserializeOwned;
@@ -37,18 +37,18 @@ pub fn error(error: &ApiError) -> Response<Vec<u8>> {
         .unwrap_or_else(|_| Response::new(Vec::new()))
 }
 
-/// Reads the whole request body as JSON of type `T`, refusing bodies over `MAX_APP_BODY`.
-pub async fn read_json<T: DeserializeOwned>(session: &mut ServerSession) -> Result<T, ApiError> {
+/// Reads the whole request body, refusing bodies over `cap` bytes.
+pub async fn read_body(session: &mut ServerSession, cap: usize) -> Result<Bytes, ApiError> {
     let mut body = BytesMut::new();
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_APP_BODY {
-                    return Err(ApiError::request_too_large(MAX_APP_BODY as u64));
+                if body.len() + chunk.len() > cap {
+                    return Err(ApiError::request_too_large(cap as u64));
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(None) => break,
+            Ok(None) => return Ok(body.freeze()),
             Err(_) => {
                 return Err(ApiError::invalid_request(
                     "unreadable_body",
@@ -57,6 +57,11 @@ pub async fn read_json<T: DeserializeOwned>(session: &mut ServerSession) -> Resu
             }
         }
     }
+}
+
+/// Reads the whole request body as JSON of type `T`, refusing bodies over `MAX_APP_BODY`.
+pub async fn read_json<T: DeserializeOwned>(session: &mut ServerSession) -> Result<T, ApiError> {
+    let body = read_body(session, MAX_APP_BODY).await?;
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid_request(
             "invalid_json",

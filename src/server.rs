@@ -21,6 +21,7 @@ use crate::admin::AdminApp;
 use crate::auth::codex::TokenCipher;
 use crate::auth::sync::CredentialSync;
 use crate::auth::Credentials;
+use crate::billing::Billing;
 use crate::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::ledger;
@@ -46,12 +47,21 @@ pub struct Handles {
     pub live: LiveSnapshot,
     pub credentials: Arc<Credentials>,
     pub ledger: Arc<LedgerWriter>,
+    pub billing: Arc<Billing>,
 }
 
 impl Handles {
     /// After the server stopped (every in-flight request has ended): writes every queued ledger
     /// row, so a graceful stop loses no accepted request's record.
     pub fn finish(&self) {
+        match self.credentials.open_db() {
+            Ok(mut conn) => {
+                if let Err(e) = self.billing.flush_quotas(&mut conn) {
+                    tracing::error!("could not save monthly quota counters at shutdown: {e}");
+                }
+            }
+            Err(e) => tracing::error!("could not save monthly quota counters at shutdown: {e}"),
+        }
         self.ledger.shutdown();
         let stats = self.ledger.stats();
         tracing::info!(
@@ -124,6 +134,14 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         None => Arc::new(SystemClock),
     };
     let live = state::live(config.clone());
+    let billing = {
+        let conn = credentials.open_db()?;
+        Billing::load(&conn, clock.now_ms())
+            .map_err(|e| format!("cannot load subscriptions and quotas: {e}"))?
+    };
+    let stripe_secret = std::env::var(&config.stripe.webhook_secret_env)
+        .ok()
+        .filter(|s| !s.is_empty());
     let rate_limiter = Arc::new(RateLimiter::new());
     let ip_hasher = Arc::new(IpHasher::load_or_create(&config.ledger.ip_hash_key_file)?);
     let ledger = Arc::new(LedgerWriter::start(
@@ -148,6 +166,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         sidecar_secret: sidecar_secret.clone(),
         ledger: ledger.clone(),
         ip_hasher,
+        billing: billing.clone(),
     };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.server.listen.to_string());
@@ -157,8 +176,11 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         "sidecar".to_owned(),
         SidecarApp::new(
             credentials.clone(),
+            billing.clone(),
+            live.clone(),
+            clock.clone(),
             sidecar_secret,
-            config.auth.token_key_env.clone(),
+            stripe_secret,
         ),
     );
     sidecar.add_tcp(&config.server.sidecar_listen.to_string());
@@ -180,7 +202,15 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
 
     server.add_service(background_service(
         "credential sync",
-        CredentialSync::new(credentials.clone()),
+        CredentialSync::new(credentials.clone(), billing.clone()),
+    ));
+    server.add_service(background_service(
+        "quota flush",
+        QuotaFlush {
+            billing: billing.clone(),
+            credentials: credentials.clone(),
+            every: config.ledger.quota_flush_interval,
+        },
     ));
     server.add_service(background_service(
         "rate limiter sweep",
@@ -195,6 +225,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             live,
             credentials,
             ledger,
+            billing,
         },
     ))
 }
@@ -203,6 +234,36 @@ fn ensure_can_listen(addr: SocketAddr) -> Result<(), String> {
     TcpListener::bind(addr)
         .map(drop)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Writes changed monthly quota counters every `ledger.quota_flush_interval`.
+struct QuotaFlush {
+    billing: Arc<Billing>,
+    credentials: Arc<Credentials>,
+    every: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for QuotaFlush {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut ticker = tokio::time::interval(self.every);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let (billing, credentials) = (self.billing.clone(), self.credentials.clone());
+                    let flushed = tokio::task::spawn_blocking(move || {
+                        let mut conn = credentials.open_db()?;
+                        billing.flush_quotas(&mut conn).map_err(|e| e.to_string())
+                    })
+                    .await;
+                    if let Ok(Err(e)) = flushed {
+                        tracing::error!("could not save monthly quota counters (will retry): {e}");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }
 
 /// Drops rate state of users whose window is full again, so memory tracks active users.

@@ -1,8 +1,9 @@
-//! Keeps the in-memory credential snapshots in step with SQLite, in the background.
+//! Keeps the in-memory credential and subscription snapshots in step with SQLite, in the
+//! background.
 //!
 //! Every 250 ms it reads two change counters (one indexed query each); when `exoclaw keys
 //! create` / `revoke` in another process, the admin API or the sidecar changed keys or tokens,
-//! it reloads that table into a new snapshot. So a revoked key stops working within a second,
+//! it reloads that table into a new snapshot (subscriptions too, after a Stripe webhook). So a revoked key stops working within a second,
 //! without a restart, while the request path never queries SQLite. Every 10 s, and at shutdown,
 //! it writes keys' `last used` times, which the request path only records in memory.
 
@@ -17,12 +18,14 @@ use pingora::services::background::BackgroundService;
 use rusqlite::Connection;
 
 use super::{store, Credentials};
+use crate::billing::Billing;
 
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const LAST_USED_FLUSH_EVERY: u32 = 40; // polls: 10 s
 
 pub struct CredentialSync {
     credentials: Arc<Credentials>,
+    billing: Arc<Billing>,
     state: Arc<Mutex<SyncState>>,
 }
 
@@ -30,18 +33,21 @@ struct SyncState {
     conn: Option<Connection>,
     keys_generation: i64,
     codex_generation: i64,
+    plans_generation: i64,
     flushed_last_used: HashMap<String, u64>,
     polls: u32,
 }
 
 impl CredentialSync {
-    pub fn new(credentials: Arc<Credentials>) -> CredentialSync {
+    pub fn new(credentials: Arc<Credentials>, billing: Arc<Billing>) -> CredentialSync {
         CredentialSync {
             credentials,
+            billing,
             state: Arc::new(Mutex::new(SyncState {
                 conn: None,
                 keys_generation: -1,
                 codex_generation: -1,
+                plans_generation: -1,
                 flushed_last_used: HashMap::new(),
                 polls: 0,
             })),
@@ -51,12 +57,13 @@ impl CredentialSync {
     /// Runs one blocking step on a blocking thread; the state lock never spans an await.
     async fn step(&self, final_flush: bool) {
         let credentials = self.credentials.clone();
+        let billing = self.billing.clone();
         let state = self.state.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut state = state
                 .lock()
                 .map_err(|_| "credential sync state poisoned".to_owned())?;
-            state.poll(&credentials, final_flush)
+            state.poll(&credentials, &billing, final_flush)
         })
         .await;
         match result {
@@ -68,7 +75,12 @@ impl CredentialSync {
 }
 
 impl SyncState {
-    fn poll(&mut self, credentials: &Credentials, final_flush: bool) -> Result<(), String> {
+    fn poll(
+        &mut self,
+        credentials: &Credentials,
+        billing: &Billing,
+        final_flush: bool,
+    ) -> Result<(), String> {
         if self.conn.is_none() {
             self.conn = Some(credentials.open_db()?);
         }
@@ -85,6 +97,11 @@ impl SyncState {
             if codex_generation != self.codex_generation {
                 credentials.reload_codex(conn)?;
                 self.codex_generation = codex_generation;
+            }
+            let plans_generation = store::generation(conn, "subscriptions")?;
+            if plans_generation != self.plans_generation {
+                billing.reload_plans(conn)?;
+                self.plans_generation = plans_generation;
             }
             self.polls += 1;
             if final_flush || self.polls % LAST_USED_FLUSH_EVERY == 0 {

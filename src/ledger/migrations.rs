@@ -14,6 +14,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "usage_rollup",
         include_str!("../../migrations/0003_usage_rollup.sql"),
     ),
+    (
+        4,
+        "billing",
+        include_str!("../../migrations/0004_billing.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet recorded; returns how many ran.

@@ -29,13 +29,19 @@ pub const RATE_LIMIT: &str = "x-ratelimit-limit-requests";
 pub const RATE_REMAINING: &str = "x-ratelimit-remaining-requests";
 pub const RATE_RESET: &str = "x-ratelimit-reset-requests";
 
+/// Proxy → sidecar: the tier the caller's request ran under.
+pub const TIER: &str = "x-exoclaw-tier";
+/// Stripe's webhook signature.
+pub const STRIPE_SIGNATURE: &str = "stripe-signature";
+
 /// Headers a client may send but no node or sidecar may ever see from the client.
-pub const STRIPPED_FROM_CLIENT: [&str; 5] = [
+pub const STRIPPED_FROM_CLIENT: [&str; 6] = [
     FORWARDED_USER,
     CODEX_TOKEN,
     GATEWAY_KEY,
     INTERNAL_SECRET,
     AUTHENTICATED_BY,
+    TIER,
 ];
 
 /// Longest request id or user id accepted from a client.

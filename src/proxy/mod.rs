@@ -24,6 +24,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{self, Credentials, Identity, NodeCredential};
+use crate::billing::{self, Billing};
 use crate::clock::SharedClock;
 use crate::config::AuthMode;
 use crate::ledger::ip_hash::IpHasher;
@@ -46,6 +47,7 @@ pub struct Gateway {
     pub sidecar_secret: Arc<str>,
     pub ledger: Arc<LedgerWriter>,
     pub ip_hasher: Arc<IpHasher>,
+    pub billing: Arc<Billing>,
 }
 
 /// What the gateway knows about one request, filter to filter.
@@ -58,6 +60,8 @@ pub struct RequestCtx {
     route: Route,
     request_id: String,
     identity: Option<Identity>,
+    /// The tier the request runs under.
+    tier: String,
     rate: Option<RateDecision>,
     credential: Option<NodeCredential>,
     node: Option<(Arc<str>, SocketAddr)>,
@@ -106,6 +110,7 @@ impl ProxyHttp for Gateway {
             route: Route::Unknown,
             request_id: String::new(),
             identity: None,
+            tier: String::new(),
             rate: None,
             credential: None,
             node: None,
@@ -139,7 +144,7 @@ impl ProxyHttp for Gateway {
                 let path = session.req_header().uri.path().to_owned();
                 return reject(session, ctx, ApiError::not_found(&path)).await;
             }
-            Route::Node | Route::Sidecar => {}
+            Route::Node | Route::Sidecar | Route::Webhook => {}
         }
         let config = &snapshot.config;
         let max_body = config.server.max_request_body;
@@ -149,6 +154,15 @@ impl ProxyHttp for Gateway {
             return reject(session, ctx, ApiError::request_too_large(max_body)).await;
         }
 
+        if ctx.route == Route::Webhook {
+            // The sender (Stripe) proves itself with its signature, checked by the sidecar.
+            ctx.identity = Some(Identity {
+                user: "webhook".to_owned(),
+                key: None,
+                authorization_holds_gateway_key: false,
+            });
+            return Ok(false);
+        }
         let now = ctx.arrived_ms;
         let ip = client_ip(session);
         if self.auth_failures.is_blocked(ip, now) {
@@ -172,15 +186,36 @@ impl ProxyHttp for Gateway {
             key.touch(now);
         }
 
-        let (_, tier) = config.tier(identity.key.as_ref().and_then(|k| k.tier.as_deref()));
+        let (tier_name, tier) = billing::resolve_tier(
+            config,
+            &self.billing.plans.load(),
+            &identity.user,
+            identity.key.as_ref().and_then(|k| k.tier.as_deref()),
+            now,
+        );
+        ctx.tier = tier_name.to_owned();
         let rate = self
             .rate_limiter
             .check(&identity.user, tier.requests_per_minute, now);
         ctx.rate = Some(rate);
+        let user = identity.user.clone();
         ctx.identity = Some(identity);
         if !rate.allowed {
             let retry = rate.retry_after_ms.div_ceil(1000).max(1);
             return reject(session, ctx, ApiError::rate_limited(rate.limit, retry)).await;
+        }
+        if let (Route::Node, Some(limit)) = (ctx.route, tier.monthly_requests) {
+            let quota = self.billing.quotas.check_and_count(&user, limit, now);
+            if !quota.allowed {
+                let error = ApiError::quota_exhausted(
+                    tier_name,
+                    limit,
+                    &quota.month.label(),
+                    &quota.month.next_start_label(),
+                    config.stripe.upgrade_url.as_deref(),
+                );
+                return reject(session, ctx, error).await;
+            }
         }
 
         if ctx.route == Route::Node {
@@ -204,7 +239,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot()?.clone();
-        if ctx.route == Route::Sidecar {
+        if matches!(ctx.route, Route::Sidecar | Route::Webhook) {
             let addr = snapshot.config.server.sidecar_listen;
             ctx.node = Some((Arc::from("sidecar"), addr));
             return Ok(Box::new(HttpPeer::new(addr, false, String::new())));
@@ -279,10 +314,13 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
             ctx.accounting.gather_request_body();
         }
-        if ctx.route == Route::Sidecar {
+        if matches!(ctx.route, Route::Sidecar | Route::Webhook) {
             upstream.insert_header(headers::INTERNAL_SECRET, &*self.sidecar_secret)?;
             if identity.key.is_some() {
                 upstream.insert_header(headers::AUTHENTICATED_BY, "key")?;
+            }
+            if !ctx.tier.is_empty() {
+                upstream.insert_header(headers::TIER, ctx.tier.as_str())?;
             }
         }
         Ok(())

@@ -9,6 +9,9 @@ pub enum Route {
     Node,
     /// `/api/*`: the control plane, handed to the sidecar service.
     Sidecar,
+    /// `/api/webhooks/*`: third parties (Stripe) calling the sidecar; authenticated by their
+    /// signatures there, not by gateway keys.
+    Webhook,
     /// Anything else: 404.
     Unknown,
 }
@@ -17,6 +20,7 @@ pub fn classify(path: &str) -> Route {
     match path {
         "/health" | "/healthz" => Route::Health,
         p if p.starts_with("/v1/") => Route::Node,
+        p if p.starts_with("/api/webhooks/") => Route::Webhook,
         p if p.starts_with("/api/") => Route::Sidecar,
         _ => Route::Unknown,
     }
@@ -32,6 +36,7 @@ mod tests {
         assert_eq!(classify("/healthz"), Route::Health);
         assert_eq!(classify("/v1/chat/completions"), Route::Node);
         assert_eq!(classify("/api/oauth/codex"), Route::Sidecar);
+        assert_eq!(classify("/api/webhooks/stripe"), Route::Webhook);
         assert_eq!(classify("/v1"), Route::Unknown);
         assert_eq!(classify("/v10/x"), Route::Unknown);
         assert_eq!(classify("/apix"), Route::Unknown);

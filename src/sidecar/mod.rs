@@ -7,8 +7,13 @@
 //! - `PUT /api/oauth/codex` `{"token": "..."}` stores the caller's Codex OAuth token, encrypted
 //!   (what `setup.sh --auth codex` calls); `DELETE /api/oauth/codex` removes it.
 //!
-//! Both need a gateway key (not a claimed `X-User-ID`). Stored tokens apply to the caller's next
-//! request. Webhooks, runs and tenants join this module in later work.
+//! - `POST /api/webhooks/stripe`: Stripe's subscription events, verified by `Stripe-Signature`
+//!   (no gateway key: the signature is the authentication). Each event id is processed once, in
+//!   the same transaction as its effect; the new tier applies to the user's next request.
+//! - `GET /api/subscriptions/me`: the caller's tier, status, this month's usage and what is left.
+//!
+//! The Codex and subscription endpoints need a gateway key (not a claimed `X-User-ID`). Runs and
+//! tenants join this module in later work.
 
 use std::sync::Arc;
 
@@ -21,14 +26,25 @@ use serde_json::json;
 
 use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{codex, store, Credentials};
+use crate::billing::quota::Month;
+use crate::billing::{self, events, store as billing_store, stripe_signature, Billing};
+use crate::clock::SharedClock;
 use crate::local_http;
 use crate::proxy::headers;
+use crate::state::LiveSnapshot;
 
 pub struct SidecarApp {
     credentials: Arc<Credentials>,
+    billing: Arc<Billing>,
+    live: LiveSnapshot,
+    clock: SharedClock,
     internal_secret: Arc<str>,
-    token_key_env: String,
+    /// The Stripe endpoint secret (`whsec_…`), from the environment at start.
+    stripe_secret: Option<String>,
 }
+
+/// Largest webhook body accepted (Stripe events with expanded objects stay far below this).
+const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,13 +55,19 @@ struct CodexTokenBody {
 impl SidecarApp {
     pub fn new(
         credentials: Arc<Credentials>,
+        billing: Arc<Billing>,
+        live: LiveSnapshot,
+        clock: SharedClock,
         internal_secret: Arc<str>,
-        token_key_env: String,
+        stripe_secret: Option<String>,
     ) -> SidecarApp {
         SidecarApp {
             credentials,
+            billing,
+            live,
+            clock,
             internal_secret,
-            token_key_env,
+            stripe_secret,
         }
     }
 
@@ -77,6 +99,15 @@ impl SidecarApp {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
         match (method, path.as_str()) {
+            (Method::POST, "/api/webhooks/stripe") => self.stripe_webhook(session).await,
+            (Method::GET, "/api/subscriptions/me") => {
+                require_key(by_key)?;
+                let tier = session
+                    .get_header(headers::TIER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok(self.subscription(&user, tier.as_deref()))
+            }
             (Method::PUT, "/api/oauth/codex") => {
                 require_key(by_key)?;
                 let body: CodexTokenBody = local_http::read_json(session).await?;
@@ -149,10 +180,85 @@ impl SidecarApp {
         ))
     }
 
+    async fn stripe_webhook(
+        &self,
+        session: &mut ServerSession,
+    ) -> Result<Response<Vec<u8>>, ApiError> {
+        let snapshot = self.live.load_full();
+        let stripe = &snapshot.config.stripe;
+        let Some(secret) = self.stripe_secret.clone() else {
+            tracing::error!(
+                "a Stripe webhook arrived but {} is not set: it cannot be verified",
+                stripe.webhook_secret_env
+            );
+            return Err(ApiError::internal());
+        };
+        let body = local_http::read_body(session, MAX_WEBHOOK_BODY).await?;
+        let signature = session
+            .get_header(headers::STRIPE_SIGNATURE)
+            .and_then(|v| v.to_str().ok());
+        let now_secs = (self.clock.now_ms() / 1000) as i64;
+        let signed_at = stripe_signature::verify(
+            signature,
+            &body,
+            &secret,
+            stripe.tolerance.as_secs(),
+            now_secs,
+        )
+        .map_err(|e| {
+            tracing::warn!("Stripe webhook refused: {e}");
+            ApiError::invalid_request("invalid_signature", e.to_string())
+        })?;
+        let event = events::parse(&body, stripe, signed_at)
+            .map_err(|e| ApiError::invalid_request("invalid_event", e))?;
+        let (id, kind) = (event.id.clone(), event.kind.clone());
+        let credentials = self.credentials.clone();
+        let billing = self.billing.clone();
+        let outcome = local_http::blocking("stripe webhook", move || {
+            let mut conn = credentials.open_db()?;
+            let outcome =
+                billing_store::apply_event(&mut conn, &event).map_err(|e| e.to_string())?;
+            billing.reload_plans(&conn).map_err(|e| e.to_string())?;
+            Ok(outcome)
+        })
+        .await?;
+        tracing::info!(event_id = %id, kind = %kind, ?outcome, "Stripe webhook processed");
+        Ok(local_http::json(
+            200,
+            &json!({ "received": true, "outcome": outcome }),
+        ))
+    }
+
+    fn subscription(&self, user: &str, tier_header: Option<&str>) -> Response<Vec<u8>> {
+        let snapshot = self.live.load_full();
+        let config = &snapshot.config;
+        let now = self.clock.now_ms();
+        let (tier_name, tier) = match tier_header.and_then(|t| config.tiers.get_key_value(t)) {
+            Some((name, tier)) => (name.as_str(), tier),
+            None => billing::resolve_tier(config, &self.billing.plans.load(), user, None, now),
+        };
+        let month = Month::of_unix_ms(now);
+        let used = self.billing.quotas.used(user, now);
+        local_http::json(
+            200,
+            &json!({
+                "user": user,
+                "tier": tier_name,
+                "status": self.billing.plans.load().status(user),
+                "requests_per_minute": tier.requests_per_minute,
+                "month": month.label(),
+                "requests_this_month": used,
+                "monthly_requests": tier.monthly_requests,
+                "remaining": tier.monthly_requests.map(|limit| limit.saturating_sub(used)),
+                "resets_on": month.next_start_label(),
+            }),
+        )
+    }
+
     fn tokens_disabled(&self) -> ApiError {
         tracing::error!(
             "a Codex token was sent but no token key is configured: set {}",
-            self.token_key_env
+            self.live.load().config.auth.token_key_env
         );
         ApiError::new(
             ErrorKind::Internal,

@@ -13,6 +13,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const TOKEN_KEY: &str = "8f2a55c1d07e4b1a9c3e6f0b2d4a6c8e0f1a2b3c4d5e6f708192a3b4c5d6e7f8";
 /// The provider key the test client sends by default (BYOK).
 pub const PROVIDER_KEY: &str = "sk-test-provider-key-123";
+/// The Stripe endpoint secret the test gateways are started with.
+pub const STRIPE_SECRET: &str = "whsec_test_secret";
 
 /// An address on loopback that nothing listens on right now.
 pub fn free_addr() -> SocketAddr {
@@ -88,6 +90,7 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: TempDir,
+    manual_clock: bool,
     child: Child,
 }
 
@@ -98,29 +101,24 @@ impl Gateway {
         let (addr, admin, sidecar) = (free_addr(), free_addr(), free_addr());
         let config_path = dir.path().join("exoclaw.yaml");
         std::fs::write(&config_path, setup.yaml(addr, admin, sidecar)).expect("write config");
-        let log = std::fs::File::create(dir.path().join("exoclaw.log")).expect("log file");
-        let mut command = Command::new(EXOCLAW);
-        command
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .env("EXOCLAW_LOG", "info")
-            .env("EXOCLAW_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("EXOCLAW_TOKEN_KEY", TOKEN_KEY)
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log);
-        if setup.manual_clock {
-            command.arg("--manual-clock");
-        }
-        let child = command.spawn().expect("spawn exoclaw");
+        let child = spawn(dir.path(), setup.manual_clock);
         let gateway = Gateway {
             addr,
             admin,
             dir,
+            manual_clock: setup.manual_clock,
             child,
         };
         gateway.wait_ready().await;
         gateway
+    }
+
+    /// Stops the gateway gracefully and starts it again on the same config and database.
+    pub async fn restart(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "graceful exit: {status:?}");
+        self.child = spawn(self.dir.path(), self.manual_clock);
+        self.wait_ready().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -173,10 +171,20 @@ impl Gateway {
 
     /// Moves the gateway's manual clock forward.
     pub async fn advance_clock(&self, ms: u64) {
+        self.change_clock(serde_json::json!({ "advance_ms": ms }))
+            .await;
+    }
+
+    /// Sets the gateway's manual clock (Unix ms).
+    pub async fn set_clock(&self, ms: u64) {
+        self.change_clock(serde_json::json!({ "set_ms": ms })).await;
+    }
+
+    async fn change_clock(&self, body: serde_json::Value) {
         let response = client()
             .post(self.admin_url("/admin/clock"))
             .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({ "advance_ms": ms }))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -256,6 +264,29 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(dir: &std::path::Path, manual_clock: bool) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("exoclaw.log"))
+        .expect("log file");
+    let mut command = Command::new(EXOCLAW);
+    command
+        .args(["serve", "--config"])
+        .arg(dir.join("exoclaw.yaml"))
+        .current_dir(dir)
+        .env("EXOCLAW_LOG", "info")
+        .env("EXOCLAW_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("EXOCLAW_TOKEN_KEY", TOKEN_KEY)
+        .env("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log);
+    if manual_clock {
+        command.arg("--manual-clock");
+    }
+    command.spawn().expect("spawn exoclaw")
 }
 
 /// An HTTP client that sends the test provider key unless a request sets its own.
