@@ -1,10 +1,8 @@
 //! Micro-benchmarks of the per-request steps the proxy runs before a byte reaches a node:
 //! request id handling, routing, and node selection. Run: `cargo bench --bench request_path`.
 
-use std::time::Duration;
-
 use criterion::{criterion_group, criterion_main, Criterion};
-use exoclaw::config::{Node, Pool, Timeouts};
+use exoclaw::config::Config;
 use exoclaw::proxy::{headers, route};
 use exoclaw::upstream::NodePool;
 
@@ -17,23 +15,20 @@ fn request_steps(c: &mut Criterion) {
         b.iter(|| route::classify(std::hint::black_box("/v1/chat/completions")))
     });
 
-    let t = Duration::from_secs(1);
-    let pool = NodePool::new(Pool {
-        name: "openclaw".into(),
-        nodes: (0..4)
-            .map(|i| Node {
-                name: format!("node-{i}"),
-                addr: format!("127.0.0.1:{}", 20000 + i).parse().unwrap(),
-                weight: 1 + i,
-            })
-            .collect(),
-        timeouts: Timeouts {
-            connect: t,
-            read: t,
-            write: t,
-        },
-    });
-    c.bench_function("upstream/pick_of_4_weighted", |b| {
+    let config = Config::from_yaml(
+        "server: { listen: \"127.0.0.1:8787\" }
+pools:
+  openclaw:
+    nodes:
+      - { name: a, addr: \"127.0.0.1:20000\", weight: 1 }
+      - { name: b, addr: \"127.0.0.1:20001\", weight: 2 }
+      - { name: c, addr: \"127.0.0.1:20002\", weight: 3 }
+      - { name: d, addr: \"127.0.0.1:20003\", weight: 4 }
+",
+    )
+    .expect("valid bench config");
+    let pool = NodePool::new(config.pools["openclaw"].clone(), None);
+    c.bench_function("upstream/pick_consistent_hash_of_4", |b| {
         b.iter(|| pool.pick(std::hint::black_box(b"trainee-ana"), &[]))
     });
 }

@@ -176,7 +176,7 @@ mod tests {
         let config = Config::from_yaml(&demo_config(&addrs, mock, Path::new("/tmp/d.db"))).unwrap();
         assert_eq!(config.server.listen, listen);
         assert!(config.auth.require_key);
-        assert_eq!(config.pool.nodes[0].addr, mock);
+        assert_eq!(config.pools["openclaw"].nodes[0].addr, mock);
     }
 
     #[test]

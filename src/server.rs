@@ -31,6 +31,7 @@ use crate::limits::{AuthFailureGuard, RateLimiter};
 use crate::proxy::{headers, Gateway};
 use crate::sidecar::SidecarApp;
 use crate::state::{self, LiveSnapshot};
+use crate::upstream::health::HealthChecker;
 
 /// How the process was started.
 #[derive(Debug, Default, Clone, Copy)]
@@ -167,6 +168,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         ledger: ledger.clone(),
         ip_hasher,
         billing: billing.clone(),
+        connector: pingora::connectors::http::Connector::new(None),
     };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.server.listen.to_string());
@@ -211,6 +213,10 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             credentials: credentials.clone(),
             every: config.ledger.quota_flush_interval,
         },
+    ));
+    server.add_service(background_service(
+        "node health checks",
+        HealthChecker::new(live.clone()),
     ));
     server.add_service(background_service(
         "rate limiter sweep",

@@ -1,4 +1,4 @@
-//! The live snapshot: validated config plus what is built from it (node pools).
+//! The live snapshot: validated config plus what is built from it (node pools, the router).
 //!
 //! Requests load the current `Arc<Snapshot>` once, in `request_filter`, and use that one snapshot
 //! for their whole life, so a config swap never changes a request halfway. Loading is a lock-free
@@ -9,17 +9,25 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::upstream::NodePool;
+use crate::upstream::routing::Router;
+use crate::upstream::Pools;
 
 pub struct Snapshot {
     pub config: Config,
-    pub pool: NodePool,
+    pub pools: Pools,
+    pub router: Router,
 }
 
 impl Snapshot {
-    pub fn build(config: Config) -> Snapshot {
-        let pool = NodePool::new(config.pool.clone());
-        Snapshot { config, pool }
+    /// Builds a snapshot; `previous` carries node health and counters over a reload.
+    pub fn build(config: Config, previous: Option<&Snapshot>) -> Snapshot {
+        let pools = Pools::new(&config.pools, previous.map(|p| &p.pools));
+        let router = Router::new(&config.routes);
+        Snapshot {
+            config,
+            pools,
+            router,
+        }
     }
 }
 
@@ -27,5 +35,5 @@ impl Snapshot {
 pub type LiveSnapshot = Arc<ArcSwap<Snapshot>>;
 
 pub fn live(config: Config) -> LiveSnapshot {
-    Arc::new(ArcSwap::from_pointee(Snapshot::build(config)))
+    Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)))
 }

@@ -6,6 +6,7 @@
 //! - `POST /admin/keys` `{"user": "...", "tier": "..."}` creates one and returns it once
 //! - `DELETE /admin/keys/{id}` revokes one
 //! - `GET /admin/usage?since=5m` per-user usage from the ledger (what `exoclaw usage` shows)
+//! - `GET /admin/nodes` every node: pool, health, in-flight count, errors, ejections
 //! - `GET /admin/ledger` the ledger writer's queue depth, rows written, rows dropped
 //! - `POST /admin/clock` `{"advance_ms": N}` or `{"set_ms": N}`: only when the process was
 //!   started with a manual clock (tests), absent otherwise
@@ -100,6 +101,15 @@ impl AdminApp {
             (Method::GET, "/admin/usage") => {
                 let query = session.req_header().uri.query().unwrap_or("").to_owned();
                 self.usage(&query).await
+            }
+            (Method::GET, "/admin/nodes") => {
+                let snapshot = self.live.load_full();
+                let nodes: Vec<_> = snapshot
+                    .pools
+                    .iter()
+                    .flat_map(|pool| pool.nodes().iter().map(|n| n.report()))
+                    .collect();
+                Ok(local_http::json(200, &json!({ "nodes": nodes })))
             }
             (Method::GET, "/admin/ledger") => {
                 Ok(local_http::json(200, &json!(self.ledger.stats())))

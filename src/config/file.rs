@@ -18,6 +18,7 @@ pub struct ConfigFile {
     pub default_tier: Option<String>,
     pub stripe: Option<StripeSection>,
     pub pools: BTreeMap<String, PoolSection>,
+    pub routes: Option<Vec<RouteSection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +88,10 @@ pub struct StripeSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSection {
+    pub strategy: Option<Strategy>,
+    pub health_check: Option<HealthCheckSection>,
+    pub queue: Option<QueueSection>,
+    pub max_connect_attempts: Option<usize>,
     pub nodes: Vec<NodeSection>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
@@ -99,6 +104,45 @@ pub struct NodeSection {
     pub name: String,
     pub addr: String,
     pub weight: Option<usize>,
+    pub max_inflight: Option<u32>,
+    pub tls: Option<bool>,
+    pub sni: Option<String>,
+}
+
+/// How a pool spreads requests over its nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    ConsistentHash,
+    RoundRobin,
+    LeastInflight,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub failures: Option<u32>,
+    pub successes: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    pub max_waiting: Option<usize>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub path_prefix: Option<String>,
+    pub model: Option<String>,
+    pub model_prefix: Option<String>,
+    pub pool: String,
 }
 
 /// A size is either a byte count (`1048576`) or text with a unit (`1MiB`).

@@ -14,10 +14,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use file::AuthMode;
+pub use file::{AuthMode, Strategy};
 use file::{
-    AuthSection, ConfigFile, LedgerSection, NodeSection, PoolSection, ServerSection, SizeValue,
-    StripeSection, TierSection,
+    AuthSection, ConfigFile, HealthCheckSection, LedgerSection, NodeSection, PoolSection,
+    QueueSection, RouteSection, ServerSection, SizeValue, StripeSection, TierSection,
 };
 
 /// Default cap on a request body: large prompts fit, runaway uploads do not.
@@ -54,7 +54,8 @@ pub struct Config {
     pub tiers: BTreeMap<String, Tier>,
     pub default_tier: String,
     pub stripe: Stripe,
-    pub pool: Pool,
+    pub pools: BTreeMap<String, Pool>,
+    pub routes: Vec<RouteRule>,
 }
 
 impl Config {
@@ -141,8 +142,54 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
     pub name: String,
+    pub strategy: Strategy,
     pub nodes: Vec<Node>,
     pub timeouts: Timeouts,
+    pub health: HealthCheck,
+    pub queue: Queue,
+    /// Connection attempts per request, each on a different node.
+    pub max_connect_attempts: usize,
+}
+
+/// Active health checking of a pool's nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub enabled: bool,
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures (checks or connects) that take a node out.
+    pub failures: u32,
+    /// Consecutive successful checks that bring it back.
+    pub successes: u32,
+}
+
+/// Waiting for a free slot when every candidate node is at its `max_inflight`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    pub max_waiting: usize,
+    pub timeout: Duration,
+}
+
+/// A routing rule: requests matching every given condition go to `pool`. A rule without
+/// conditions is a catch-all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRule {
+    pub path_prefix: Option<String>,
+    pub model: Option<ModelMatch>,
+    pub pool: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl RouteRule {
+    pub fn is_catch_all(&self) -> bool {
+        self.path_prefix.is_none() && self.model.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -157,6 +204,10 @@ pub struct Node {
     pub name: String,
     pub addr: SocketAddr,
     pub weight: usize,
+    /// Requests this node takes at once; more wait in the pool's queue.
+    pub max_inflight: Option<u32>,
+    /// TLS to the node, with this SNI (None: plain TCP, the norm inside a Tailscale mesh).
+    pub tls_sni: Option<String>,
 }
 
 /// A config problem, with the dotted path of the key it concerns.
@@ -212,6 +263,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         default_tier,
         stripe,
         pools,
+        routes,
     } = raw;
     let server = validate_server(server)?;
     let database = match database {
@@ -220,19 +272,16 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         None => PathBuf::from(DEFAULT_DATABASE),
     };
     let ledger = validate_ledger(ledger, &database)?;
-    if pools.len() != 1 {
-        return Err(err(
-            "pools",
-            format!(
-                "exactly one pool is supported until routing between pools is configured; found {}",
-                pools.len()
-            ),
-        ));
+    if pools.is_empty() {
+        return Err(err("pools", "at least one pool is needed"));
     }
-    let (name, pool) = pools.into_iter().next().expect("one pool, checked above");
-    let pool = validate_pool(name, pool)?;
+    let pools = pools
+        .into_iter()
+        .map(|(name, pool)| Ok((name.clone(), validate_pool(name, pool)?)))
+        .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+    let routes = validate_routes(routes, &pools)?;
     let auth = validate_auth(auth)?;
-    let (tiers, default_tier) = validate_tiers(tiers, default_tier, &pool.name)?;
+    let (tiers, default_tier) = validate_tiers(tiers, default_tier, &pools, &routes)?;
     let stripe = validate_stripe(stripe.unwrap_or_default(), &tiers)?;
     Ok(Config {
         server,
@@ -242,7 +291,8 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         tiers,
         default_tier,
         stripe,
-        pool,
+        pools,
+        routes,
     })
 }
 
@@ -400,8 +450,19 @@ fn validate_auth(raw: Option<AuthSection>) -> Result<Auth, ConfigError> {
 fn validate_tiers(
     raw: Option<BTreeMap<String, TierSection>>,
     default_tier: Option<String>,
-    pool_name: &str,
+    pools: &BTreeMap<String, Pool>,
+    routes: &[RouteRule],
 ) -> Result<(BTreeMap<String, Tier>, String), ConfigError> {
+    // A tier without its own pool uses the catch-all route, or the only pool there is.
+    let fallback_pool = routes
+        .iter()
+        .find(|r| r.is_catch_all())
+        .map(|r| r.pool.clone())
+        .or_else(|| {
+            (pools.len() == 1)
+                .then(|| pools.keys().next().cloned())
+                .flatten()
+        });
     let raw = raw.unwrap_or_else(|| {
         BTreeMap::from([(
             "workshop".to_owned(),
@@ -421,11 +482,20 @@ fn validate_tiers(
             pool,
             priority,
         } = section;
-        let pool = pool.unwrap_or_else(|| pool_name.to_owned());
-        if pool != pool_name {
+        let pool = match pool.or_else(|| fallback_pool.clone()) {
+            Some(pool) => pool,
+            None => {
+                return Err(err(
+                    format!("tiers.{name}.pool"),
+                    "name a pool, or add a catch-all route `{ pool: NAME }`",
+                ))
+            }
+        };
+        if !pools.contains_key(&pool) {
+            let known: Vec<&str> = pools.keys().map(String::as_str).collect();
             return Err(err(
                 format!("tiers.{name}.pool"),
-                format!("`{pool}` is not a pool (pools: {pool_name})"),
+                format!("`{pool}` is not a pool (pools: {})", known.join(", ")),
             ));
         }
         let tier = Tier {
@@ -524,6 +594,10 @@ fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
 
 fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
     let PoolSection {
+        strategy,
+        health_check,
+        queue,
+        max_connect_attempts,
         nodes,
         connect_timeout,
         read_timeout,
@@ -563,15 +637,84 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
             DEFAULT_WRITE_TIMEOUT,
         )?,
     };
+    let HealthCheckSection {
+        enabled,
+        path,
+        interval,
+        timeout,
+        failures,
+        successes,
+    } = health_check.unwrap_or_default();
+    let path = path.unwrap_or_else(|| "/healthz".to_owned());
+    if !path.starts_with('/') {
+        return Err(err(
+            format!("{at}.health_check.path"),
+            "must start with `/`",
+        ));
+    }
+    let health = HealthCheck {
+        enabled: enabled.unwrap_or(true),
+        path,
+        interval: duration_or(
+            &format!("{at}.health_check.interval"),
+            interval,
+            Duration::from_secs(2),
+        )?,
+        timeout: duration_or(
+            &format!("{at}.health_check.timeout"),
+            timeout,
+            Duration::from_secs(1),
+        )?,
+        failures: at_least_one(&format!("{at}.health_check.failures"), failures, 3)?,
+        successes: at_least_one(&format!("{at}.health_check.successes"), successes, 2)?,
+    };
+    let QueueSection {
+        max_waiting,
+        timeout: queue_timeout,
+    } = queue.unwrap_or_default();
+    let queue = Queue {
+        max_waiting: max_waiting.unwrap_or(1000),
+        timeout: duration_or(
+            &format!("{at}.queue.timeout"),
+            queue_timeout,
+            Duration::from_secs(30),
+        )?,
+    };
+    let max_connect_attempts = max_connect_attempts.unwrap_or(3);
+    if max_connect_attempts == 0 {
+        return Err(err(
+            format!("{at}.max_connect_attempts"),
+            "must be at least 1",
+        ));
+    }
     Ok(Pool {
         name,
+        strategy: strategy.unwrap_or(Strategy::ConsistentHash),
         nodes,
         timeouts,
+        health,
+        queue,
+        max_connect_attempts,
     })
 }
 
+fn at_least_one(path: &str, value: Option<u32>, default: u32) -> Result<u32, ConfigError> {
+    match value {
+        Some(0) => Err(err(path, "must be at least 1")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
 fn validate_node(at: &str, raw: NodeSection) -> Result<Node, ConfigError> {
-    let NodeSection { name, addr, weight } = raw;
+    let NodeSection {
+        name,
+        addr,
+        weight,
+        max_inflight,
+        tls,
+        sni,
+    } = raw;
     if name.trim().is_empty() {
         return Err(err(format!("{at}.name"), "must not be empty"));
     }
@@ -579,8 +722,64 @@ fn validate_node(at: &str, raw: NodeSection) -> Result<Node, ConfigError> {
     if weight == 0 {
         return Err(err(format!("{at}.weight"), "must be at least 1"));
     }
-    let addr = resolve(&addr).map_err(|m| err(format!("{at}.addr"), m))?;
-    Ok(Node { name, addr, weight })
+    if max_inflight == Some(0) {
+        return Err(err(format!("{at}.max_inflight"), "must be at least 1"));
+    }
+    let host = addr.rsplit_once(':').map_or("", |(h, _)| h).to_owned();
+    let resolved = resolve(&addr).map_err(|m| err(format!("{at}.addr"), m))?;
+    let tls_sni = match (tls.unwrap_or(false), sni) {
+        (false, Some(_)) => return Err(err(format!("{at}.sni"), "needs `tls: true`")),
+        (false, None) => None,
+        (true, Some(sni)) => Some(sni),
+        (true, None) => Some(host),
+    };
+    Ok(Node {
+        name,
+        addr: resolved,
+        weight,
+        max_inflight,
+        tls_sni,
+    })
+}
+
+fn validate_routes(
+    raw: Option<Vec<RouteSection>>,
+    pools: &BTreeMap<String, Pool>,
+) -> Result<Vec<RouteRule>, ConfigError> {
+    let mut rules = Vec::new();
+    for (i, section) in raw.unwrap_or_default().into_iter().enumerate() {
+        let at = format!("routes[{i}]");
+        let RouteSection {
+            path_prefix,
+            model,
+            model_prefix,
+            pool,
+        } = section;
+        if !pools.contains_key(&pool) {
+            let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+            return Err(err(
+                format!("{at}.pool"),
+                format!("`{pool}` is not a pool (pools: {})", known.join(", ")),
+            ));
+        }
+        if path_prefix.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(err(format!("{at}.path_prefix"), "must start with `/`"));
+        }
+        let model = match (model, model_prefix) {
+            (Some(_), Some(_)) => {
+                return Err(err(at, "use either `model` or `model_prefix`, not both"))
+            }
+            (Some(m), None) => Some(ModelMatch::Exact(m)),
+            (None, Some(p)) => Some(ModelMatch::Prefix(p)),
+            (None, None) => None,
+        };
+        rules.push(RouteRule {
+            path_prefix,
+            model,
+            pool,
+        });
+    }
+    Ok(rules)
 }
 
 /// Accepts `IP:port` directly; resolves `host:port` once, at load time (never per request).
@@ -632,9 +831,11 @@ pools:
         let config = Config::from_yaml(MINIMAL).unwrap();
         assert_eq!(config.server.max_request_body, DEFAULT_MAX_REQUEST_BODY);
         assert_eq!(config.server.threads, 2);
-        assert_eq!(config.pool.name, "openclaw");
-        assert_eq!(config.pool.nodes[0].weight, 1);
-        assert_eq!(config.pool.timeouts.read, DEFAULT_READ_TIMEOUT);
+        let pool = &config.pools["openclaw"];
+        assert_eq!(pool.strategy, Strategy::ConsistentHash);
+        assert_eq!(pool.nodes[0].weight, 1);
+        assert_eq!(pool.timeouts.read, DEFAULT_READ_TIMEOUT);
+        assert_eq!(pool.health.path, "/healthz");
     }
 
     #[test]
@@ -755,6 +956,31 @@ pools:
             Config::from_yaml(&text).unwrap_err().path,
             "stripe.price_tiers.price_123"
         );
+    }
+
+    #[test]
+    fn routes_name_real_pools_and_tiers_fall_back_to_the_catch_all() {
+        let two_pools = "pools:\n  openclaw: { nodes: [ { name: a, addr: \"127.0.0.1:1\" } ] }\n  \
+                         noclaw: { strategy: round_robin, nodes: [ { name: g, addr: \"127.0.0.1:2\" } ] }\n";
+        let base = "server: { listen: \"127.0.0.1:8787\" }\n";
+        let text =
+            format!("{base}{two_pools}routes: [ {{ model_prefix: gemma, pool: noclaw }} ]\n");
+        let e = Config::from_yaml(&text).unwrap_err();
+        assert_eq!(
+            e.path, "tiers.workshop.pool",
+            "two pools and no catch-all: {e}"
+        );
+        let text = format!(
+            "{base}{two_pools}routes: [ {{ model_prefix: gemma, pool: noclaw }}, {{ pool: openclaw }} ]\n"
+        );
+        let config = Config::from_yaml(&text).unwrap();
+        assert_eq!(config.tier(None).1.pool, "openclaw");
+        assert_eq!(
+            config.routes[0].model,
+            Some(ModelMatch::Prefix("gemma".into()))
+        );
+        let text = format!("{base}{two_pools}routes: [ {{ pool: hermes }} ]\n");
+        assert_eq!(Config::from_yaml(&text).unwrap_err().path, "routes[0].pool");
     }
 
     #[test]

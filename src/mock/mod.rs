@@ -85,9 +85,20 @@ impl MockNode {
         self.addr
     }
 
-    /// Every request received so far, in order.
+    /// Every request received so far, in order, except health probes (`GET /healthz`).
     pub fn seen(&self) -> Vec<SeenRequest> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        self.seen
+            .lock()
+            .map(|s| s.iter().filter(|r| r.path != "/healthz").cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many health probes (`GET /healthz`) arrived.
+    pub fn health_probes(&self) -> usize {
+        self.seen
+            .lock()
+            .map(|s| s.iter().filter(|r| r.path == "/healthz").count())
+            .unwrap_or_default()
     }
 }
 

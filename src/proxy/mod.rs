@@ -8,6 +8,7 @@
 
 pub mod accounting;
 pub mod headers;
+mod prebuffered;
 pub mod respond;
 pub mod route;
 
@@ -32,6 +33,7 @@ use crate::ledger::record::RequestRecord;
 use crate::ledger::writer::LedgerWriter;
 use crate::limits::{AuthFailureGuard, RateDecision, RateLimiter};
 use crate::state::{LiveSnapshot, Snapshot};
+use crate::upstream::{routing, InflightGuard};
 use accounting::Accounting;
 use respond::ExtraHeaders;
 use route::Route;
@@ -48,6 +50,8 @@ pub struct Gateway {
     pub ledger: Arc<LedgerWriter>,
     pub ip_hasher: Arc<IpHasher>,
     pub billing: Arc<Billing>,
+    /// Connects to nodes for requests whose body was read before routing (see `prebuffered`).
+    pub connector: pingora::connectors::http::Connector,
 }
 
 /// What the gateway knows about one request, filter to filter.
@@ -60,8 +64,16 @@ pub struct RequestCtx {
     route: Route,
     request_id: String,
     identity: Option<Identity>,
-    /// The tier the request runs under.
+    /// The tier the request runs under, and the pool its tier prefers.
     tier: String,
+    tier_pool: String,
+    /// The request's `model`, when routing needed it (the body was read before routing).
+    model: Option<String>,
+    /// The pool the request was routed to.
+    pool: Option<String>,
+    /// Holds the chosen node's in-flight slot for the life of the request.
+    inflight: Option<InflightGuard>,
+    connect_attempts: usize,
     rate: Option<RateDecision>,
     credential: Option<NodeCredential>,
     node: Option<(Arc<str>, SocketAddr)>,
@@ -111,6 +123,11 @@ impl ProxyHttp for Gateway {
             request_id: String::new(),
             identity: None,
             tier: String::new(),
+            tier_pool: String::new(),
+            model: None,
+            pool: None,
+            inflight: None,
+            connect_attempts: 0,
             rate: None,
             credential: None,
             node: None,
@@ -194,6 +211,7 @@ impl ProxyHttp for Gateway {
             now,
         );
         ctx.tier = tier_name.to_owned();
+        ctx.tier_pool = tier.pool.clone();
         let rate = self
             .rate_limiter
             .check(&identity.user, tier.requests_per_minute, now);
@@ -229,13 +247,26 @@ impl ProxyHttp for Gateway {
                 Ok(credential) => ctx.credential = Some(credential),
                 Err(e) => return reject(session, ctx, e).await,
             }
+            if snapshot.router.needs_model() && session.req_header().method == http::Method::POST {
+                // Routing looks at `model`: read the body now, before a node is chosen.
+                session.enable_retry_buffering();
+                let body = match prebuffered::read_body(session, max_body).await {
+                    Ok(body) => body,
+                    Err(e) => return reject(session, ctx, e).await,
+                };
+                ctx.model = routing::model_of(&body);
+                if body.len() > prebuffered::REPLAYED_BY_PINGORA {
+                    // Pingora replays a pre-read body only up to its retry buffer (64 KiB).
+                    return self.forward_prebuffered(session, ctx, body).await;
+                }
+            }
         }
         Ok(false)
     }
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot()?.clone();
@@ -244,14 +275,26 @@ impl ProxyHttp for Gateway {
             ctx.node = Some((Arc::from("sidecar"), addr));
             return Ok(Box::new(HttpPeer::new(addr, false, String::new())));
         }
-        let pool = &snapshot.pool;
+        let path = session.req_header().uri.path().to_owned();
+        let pool_name = snapshot
+            .router
+            .pool_for(&path, ctx.model.as_deref(), &ctx.tier_pool)
+            .to_owned();
+        let Some(pool) = snapshot.pools.get(&pool_name) else {
+            ctx.rejection = Some(ApiError::no_healthy_node(&pool_name));
+            return Err(Error::explain(ErrorType::HTTPStatus(503), "unknown pool"));
+        };
+        ctx.pool = Some(pool_name.clone());
+        ctx.connect_attempts += 1;
         match pool.pick(ctx.user().as_bytes(), &ctx.failed_nodes) {
             Some(picked) => {
-                ctx.node = Some((picked.name, picked.addr));
+                let node = picked.guard.node();
+                ctx.node = Some((Arc::from(node.config.name.as_str()), node.config.addr));
+                ctx.inflight = Some(picked.guard);
                 Ok(picked.peer)
             }
             None => {
-                ctx.rejection = Some(ApiError::no_healthy_node(pool.name()));
+                ctx.rejection = Some(ApiError::no_healthy_node(&pool_name));
                 Err(Error::explain(
                     ErrorType::HTTPStatus(503),
                     "no healthy node to pick",
@@ -267,16 +310,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some((_, addr)) = &ctx.node {
-            ctx.failed_nodes.push(*addr);
-        }
-        let node_count = match (ctx.route, &ctx.snapshot) {
-            (Route::Node, Some(s)) => s.pool.nodes().len(),
-            _ => 0,
-        };
-        // Retry on another node, at most once per node; a request body is only replayed from
-        // Pingora's retry buffer, which has not been touched before the connection exists.
-        e.set_retry(ctx.failed_nodes.len() < node_count);
+        let retry = self.connect_failed(ctx, &e);
+        e.set_retry(retry);
         e
     }
 
@@ -440,6 +475,36 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// Counts a connect failure against the node and decides whether to try another node: only
+    /// while attempts remain and the pool still has a live node this request has not tried.
+    /// (The body has not been sent yet, so a retry replays nothing partial.)
+    fn connect_failed(&self, ctx: &mut RequestCtx, e: &Error) -> bool {
+        if let Some(guard) = ctx.inflight.take() {
+            let node = guard.node();
+            let threshold = ctx
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.pools.get(&node.pool))
+                .map_or(1, |p| p.config().health.failures);
+            node.record_failure(&format!("connect: {}", e.etype().as_str()), threshold);
+        }
+        if let Some((_, addr)) = &ctx.node {
+            ctx.failed_nodes.push(*addr);
+        }
+        let pool = ctx
+            .snapshot
+            .as_ref()
+            .zip(ctx.pool.as_deref())
+            .and_then(|(s, name)| s.pools.get(name));
+        match (ctx.route, pool) {
+            (Route::Node, Some(pool)) => {
+                ctx.connect_attempts < pool.config().max_connect_attempts
+                    && pool.has_live_node(&ctx.failed_nodes)
+            }
+            _ => false,
+        }
+    }
+
     /// The ledger row for a finished request. Token counts come from the node's `usage` when it
     /// answered with one, an estimate from the bytes seen when it did not (a stream cut short, a
     /// client gone), and none when no node answered.
