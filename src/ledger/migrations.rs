@@ -9,6 +9,11 @@ use rusqlite::{params, Connection};
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (2, "keys", include_str!("../../migrations/0002_keys.sql")),
+    (
+        3,
+        "usage_rollup",
+        include_str!("../../migrations/0003_usage_rollup.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet recorded; returns how many ran.
