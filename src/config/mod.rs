@@ -360,7 +360,7 @@ fn validate_ledger(raw: Option<LedgerSection>, database: &Path) -> Result<Ledger
     if queue_capacity == 0 {
         return Err(err("ledger.queue_capacity", "must be at least 1"));
     }
-    let batch_size = batch_size.unwrap_or(512);
+    let batch_size = batch_size.unwrap_or(5000);
     if batch_size == 0 {
         return Err(err("ledger.batch_size", "must be at least 1"));
     }

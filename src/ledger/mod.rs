@@ -1,6 +1,7 @@
 //! The SQLite ledger: opening the database file and applying `migrations/` at start.
 //!
-//! Only start-up code and background workers touch SQLite; the request path never does.
+//! Only start-up code and background workers touch SQLite; the request path never does: it hands
+//! rows to the `writer` thread through a bounded queue. `queries` reads usage back.
 
 pub mod ip_hash;
 pub mod migrations;

@@ -175,7 +175,10 @@ mod tests {
         drop(ledger::open(&path).unwrap());
         let mut conn = ledger::open(&path).unwrap();
         assert_eq!(migrations::apply(&mut conn).unwrap(), 0);
-        assert_eq!(migrations::current_version(&conn).unwrap(), 3);
+        assert_eq!(
+            migrations::current_version(&conn).unwrap(),
+            migrations::MIGRATIONS.last().unwrap().0
+        );
         let tables: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'usage_daily'",
