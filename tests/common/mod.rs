@@ -33,6 +33,8 @@ pub struct Setup {
     pub top: String,
     pub server_extra: String,
     pub pool_extra: String,
+    /// A whole `pools:` (and `routes:`) section, replacing the single `openclaw` pool.
+    pub pools_yaml: Option<String>,
     pub manual_clock: bool,
 }
 
@@ -43,7 +45,16 @@ impl Setup {
             top: "auth: { require_key: false }\n".to_owned(),
             server_extra: String::new(),
             pool_extra: String::new(),
+            pools_yaml: None,
             manual_clock: false,
+        }
+    }
+
+    /// Several pools (and routes), written out in full.
+    pub fn pools(yaml: &str) -> Setup {
+        Setup {
+            pools_yaml: Some(yaml.to_owned()),
+            ..Setup::nodes(&[])
         }
     }
 
@@ -74,13 +85,18 @@ impl Setup {
             .enumerate()
             .map(|(i, addr)| format!("      - {{ name: node-{i}, addr: \"{addr}\" }}\n"))
             .collect();
+        let pools = match &self.pools_yaml {
+            Some(yaml) => yaml.clone(),
+            None => format!(
+                "pools:\n  openclaw:\n{}    nodes:\n{nodes}",
+                self.pool_extra
+            ),
+        };
         format!(
             "{top}server:\n  listen: \"{listen}\"\n  admin_listen: \"{admin}\"\n  \
-             sidecar_listen: \"{sidecar}\"\n  threads: 1\n  grace_period: 1s\n{server}\
-             pools:\n  openclaw:\n{pool}    nodes:\n{nodes}",
+             sidecar_listen: \"{sidecar}\"\n  threads: 1\n  grace_period: 1s\n{server}{pools}",
             top = self.top,
             server = self.server_extra,
-            pool = self.pool_extra,
         )
     }
 }

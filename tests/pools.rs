@@ -1,0 +1,255 @@
+//! Node pools over real HTTP with three mock nodes: failover when a node dies mid-load,
+//! consistent hashing, weights, model routing with a 2 MiB body, and all nodes down.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{chat_body, client, free_addr, Gateway, Setup, ADMIN_TOKEN};
+use exoclaw::mock::{MockNode, MockOptions};
+use serde_json::{json, Value};
+
+async fn nodes(n: usize) -> Vec<MockNode> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(MockNode::start(MockOptions::default()).await.unwrap());
+    }
+    nodes
+}
+
+fn pool_yaml(name: &str, strategy: &str, nodes: &[(&MockNode, usize)], extra: &str) -> String {
+    let list: String = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (node, weight))| {
+            format!(
+                "      - {{ name: {name}-{i}, addr: \"{}\", weight: {weight} }}\n",
+                node.addr()
+            )
+        })
+        .collect();
+    format!("  {name}:\n    strategy: {strategy}\n{extra}    nodes:\n{list}")
+}
+
+async fn chat_as(gw: &Gateway, user: &str) -> u16 {
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-user-id", user)
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Which node served each user, from what the nodes saw.
+fn placement(nodes: &[&MockNode]) -> HashMap<String, usize> {
+    let mut by_user = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for seen in node.seen() {
+            let user = seen.headers["x-forwarded-user"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let previous = by_user.insert(user.clone(), i);
+            assert!(
+                previous.is_none() || previous == Some(i),
+                "{user} served by two nodes"
+            );
+        }
+    }
+    by_user
+}
+
+#[tokio::test]
+async fn consistent_hashing_keeps_users_and_a_dead_node_costs_no_request() {
+    let mut mocks = nodes(3).await;
+    let yaml = format!(
+        "pools:\n{}",
+        pool_yaml(
+            "openclaw",
+            "consistent_hash",
+            &[(&mocks[0], 1), (&mocks[1], 1), (&mocks[2], 1)],
+            "    health_check: { interval: 200ms, failures: 1, successes: 1 }\n"
+        )
+    );
+    let gw = Gateway::start(Setup::pools(&yaml)).await;
+    let users: Vec<String> = (0..30).map(|i| format!("trainee-{i}")).collect();
+    for round in 0..2 {
+        for user in &users {
+            assert_eq!(chat_as(&gw, user).await, 200, "round {round}");
+        }
+    }
+    let before = placement(&[&mocks[0], &mocks[1], &mocks[2]]);
+    assert_eq!(
+        before.len(),
+        30,
+        "each user stuck to one node over two rounds"
+    );
+    assert!(
+        (0..3).all(|i| before.values().any(|n| *n == i)),
+        "all nodes used"
+    );
+
+    // Kill node 1 mid-load: every request still succeeds (failover on the refused connect).
+    let dead = mocks.remove(1);
+    let dead_addr = dead.addr();
+    drop(dead);
+    let survivors = [&mocks[0], &mocks[1]];
+    let seen_before: Vec<usize> = survivors.iter().map(|m| m.seen().len()).collect();
+    for user in &users {
+        assert_eq!(chat_as(&gw, user).await, 200, "{user} after the node died");
+    }
+    // Only the dead node's users moved.
+    for (i, node) in survivors.iter().enumerate() {
+        for seen in &node.seen()[seen_before[i]..] {
+            let user = seen.headers["x-forwarded-user"].to_str().unwrap();
+            let was = before[user];
+            let now_index = if i == 0 { 0 } else { 2 };
+            assert!(
+                was == now_index || was == 1,
+                "{user} moved from a live node"
+            );
+        }
+    }
+    let report: Value = client()
+        .get(gw.admin_url("/admin/nodes"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dead_report = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["addr"] == dead_addr.to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(dead_report["healthy"], false, "{report}");
+    assert!(dead_report["ejections"].as_u64().unwrap() >= 1);
+    assert!(dead_report["errors"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn round_robin_honours_weights() {
+    let mocks = nodes(3).await;
+    let yaml = format!(
+        "pools:\n{}",
+        pool_yaml(
+            "openclaw",
+            "round_robin",
+            &[(&mocks[0], 1), (&mocks[1], 2), (&mocks[2], 3)],
+            ""
+        )
+    );
+    let gw = Gateway::start(Setup::pools(&yaml)).await;
+    for i in 0..300 {
+        assert_eq!(chat_as(&gw, &format!("u{i}")).await, 200);
+    }
+    let counts: Vec<usize> = mocks.iter().map(|m| m.seen().len()).collect();
+    for (count, weight) in counts.iter().zip([1, 2, 3]) {
+        let expected = 300 * weight / 6;
+        assert!(
+            count.abs_diff(expected) <= 10,
+            "{counts:?} for weights 1:2:3"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_model_routes_to_its_pool_even_in_a_2_mib_body() {
+    let mocks = nodes(2).await;
+    let yaml = format!(
+        "pools:\n{}{}routes:\n  - {{ model_prefix: gemma, pool: noclaw }}\n  - {{ pool: openclaw }}\n",
+        pool_yaml("openclaw", "round_robin", &[(&mocks[0], 1)], ""),
+        pool_yaml("noclaw", "round_robin", &[(&mocks[1], 1)], ""),
+    );
+    let gw = Gateway::start(Setup::pools(&yaml)).await;
+    // The official SDKs put `messages` before `model`: the model is at the very end.
+    let big_prompt = "lorem ipsum ".repeat(2 * 1024 * 1024 / 12);
+    let body = |model: &str, stream: bool| {
+        format!(
+            r#"{{"messages":[{{"role":"user","content":"{big_prompt}"}}],"stream":{stream},"model":"{model}"}}"#
+        )
+    };
+    for (model, stream, target) in [
+        ("gemma3:27b", false, 1),
+        ("gpt-4o", false, 0),
+        ("gemma3:27b", true, 1),
+    ] {
+        let payload = body(model, stream);
+        assert!(payload.len() > 2 * 1024 * 1024 - 100);
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(payload.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{model}");
+        let text = r.text().await.unwrap();
+        if stream {
+            assert!(text.ends_with("data: [DONE]\n\n"));
+            assert!(!text.contains("\"choices\":[]"), "usage chunk hidden");
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["model"], model);
+        }
+        let seen = mocks[target].seen();
+        let last = seen.last().unwrap();
+        let sent: Value = serde_json::from_slice(&last.body).unwrap();
+        assert_eq!(sent["model"], model, "{model} reached pool {target}");
+        assert_eq!(
+            sent["messages"][0]["content"].as_str().unwrap().len(),
+            big_prompt.len()
+        );
+    }
+    assert_eq!(mocks[0].seen().len(), 1);
+    assert_eq!(mocks[1].seen().len(), 2);
+
+    // Small bodies route the same way.
+    let small = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&json!({ "model": "gemma3:27b", "messages": [{ "role": "user", "content": "hi" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    assert_eq!(mocks[1].seen().len(), 3);
+}
+
+#[tokio::test]
+async fn all_nodes_down_gives_503_json_with_retry_after() {
+    let yaml = format!(
+        "pools:\n  openclaw:\n    health_check: {{ interval: 100ms, failures: 1 }}\n    nodes:\n      \
+         - {{ name: a, addr: \"{}\" }}\n      - {{ name: b, addr: \"{}\" }}\n",
+        free_addr(),
+        free_addr()
+    );
+    let gw = Gateway::start(Setup::pools(&yaml)).await;
+    // First request: both connects refused → 502 after trying both nodes.
+    let first = chat_as(&gw, "ana").await;
+    assert!(first == 502 || first == 503, "{first}");
+    // Once both are ejected, the gateway answers 503 without trying.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat_body(false))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            assert!(r.headers().contains_key("retry-after"));
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["type"], "no_healthy_node");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never 503");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
