@@ -201,6 +201,17 @@ impl ApiError {
         .with_retry_after(5)
     }
 
+    /// 503 when every node of the pool is at its in-flight limit and the queue is full or the
+    /// wait timed out.
+    pub fn nodes_busy(pool: &str, retry_after_secs: u64) -> ApiError {
+        ApiError::new(
+            ErrorKind::NoHealthyNode,
+            "nodes_busy",
+            format!("Every agent node in pool `{pool}` is busy. Try again in {retry_after_secs}s."),
+        )
+        .with_retry_after(retry_after_secs)
+    }
+
     pub fn internal() -> ApiError {
         ApiError::new(
             ErrorKind::Internal,

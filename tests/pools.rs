@@ -253,3 +253,120 @@ async fn all_nodes_down_gives_503_json_with_retry_after() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_full_node_admits_waiting_requests_by_tier_priority() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let node = MockNode::start(MockOptions {
+        hold_after_first_event: Some(gate.clone()),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let top = "auth: { require_key: true }
+tiers:
+  workshop: { requests_per_minute: 50 }
+  tier1: { requests_per_minute: 50, priority: 0 }
+  tier2: { requests_per_minute: 100, priority: 1 }
+default_tier: workshop
+";
+    let yaml = format!(
+        "pools:\n  openclaw:\n    queue: {{ max_waiting: 10, timeout: 5s }}\n    nodes:\n      \
+         - {{ name: mini, addr: \"{}\", max_inflight: 1 }}\n",
+        node.addr()
+    );
+    let gw = std::sync::Arc::new(Gateway::start(Setup::pools(&yaml).top(top)).await);
+    let (_, holder) = gw.create_key("holder", None).await;
+    let mut keys = Vec::new();
+    for (user, tier) in [
+        ("w1", None),
+        ("t1", Some("tier1")),
+        ("w2", None),
+        ("p1", Some("tier2")),
+    ] {
+        keys.push((user, gw.create_key(user, tier).await.1));
+    }
+
+    // The holder's stream occupies the only slot until the gate opens.
+    let held = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-gateway-key", &holder)
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let mut waiting = Vec::new();
+    for (user, key) in keys {
+        let gw = gw.clone();
+        waiting.push(tokio::spawn(async move {
+            let r = client()
+                .post(gw.url("/v1/chat/completions"))
+                .header("x-gateway-key", key)
+                .json(&chat_body(false))
+                .send()
+                .await
+                .unwrap();
+            (user, r.status().as_u16())
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    assert_eq!(
+        node.seen().len(),
+        1,
+        "everyone else waits while the node is full"
+    );
+    gate.add_permits(1);
+    held.text().await.unwrap();
+    for task in waiting {
+        let (user, status) = task.await.unwrap();
+        assert_eq!(status, 200, "{user}");
+    }
+    let order: Vec<String> = node
+        .seen()
+        .iter()
+        .map(|r| r.headers["x-forwarded-user"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        ["holder", "p1", "w1", "t1", "w2"],
+        "tier2 first, then arrival order"
+    );
+}
+
+#[tokio::test]
+async fn waiting_past_the_queue_timeout_gives_503_with_retry_after() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let node = MockNode::start(MockOptions {
+        hold_after_first_event: Some(gate.clone()),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let yaml = format!(
+        "pools:\n  openclaw:\n    queue: {{ max_waiting: 10, timeout: 400ms }}\n    nodes:\n      \
+         - {{ name: mini, addr: \"{}\", max_inflight: 1 }}\n",
+        node.addr()
+    );
+    let gw = Gateway::start(Setup::pools(&yaml)).await;
+    let held = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(350));
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "nodes_busy");
+    gate.add_permits(1);
+    held.text().await.unwrap();
+}

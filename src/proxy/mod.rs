@@ -33,6 +33,7 @@ use crate::ledger::record::RequestRecord;
 use crate::ledger::writer::LedgerWriter;
 use crate::limits::{AuthFailureGuard, RateDecision, RateLimiter};
 use crate::state::{LiveSnapshot, Snapshot};
+use crate::upstream::admission::Refused;
 use crate::upstream::{routing, InflightGuard};
 use accounting::Accounting;
 use respond::ExtraHeaders;
@@ -67,6 +68,8 @@ pub struct RequestCtx {
     /// The tier the request runs under, and the pool its tier prefers.
     tier: String,
     tier_pool: String,
+    /// Admission priority when nodes are full (the tier's).
+    priority: u8,
     /// The request's `model`, when routing needed it (the body was read before routing).
     model: Option<String>,
     /// The pool the request was routed to.
@@ -124,6 +127,7 @@ impl ProxyHttp for Gateway {
             identity: None,
             tier: String::new(),
             tier_pool: String::new(),
+            priority: 0,
             model: None,
             pool: None,
             inflight: None,
@@ -212,6 +216,7 @@ impl ProxyHttp for Gateway {
         );
         ctx.tier = tier_name.to_owned();
         ctx.tier_pool = tier.pool.clone();
+        ctx.priority = tier.priority;
         let rate = self
             .rate_limiter
             .check(&identity.user, tier.requests_per_minute, now);
@@ -286,20 +291,47 @@ impl ProxyHttp for Gateway {
         };
         ctx.pool = Some(pool_name.clone());
         ctx.connect_attempts += 1;
-        match pool.pick(ctx.user().as_bytes(), &ctx.failed_nodes) {
-            Some(picked) => {
-                let node = picked.guard.node();
-                ctx.node = Some((Arc::from(node.config.name.as_str()), node.config.addr));
-                ctx.inflight = Some(picked.guard);
-                Ok(picked.peer)
+        let queue = pool.queue();
+        let settings = &pool.config().queue;
+        let ticket = queue.ticket();
+        let deadline = Instant::now() + settings.timeout;
+        let mut woken = false;
+        loop {
+            // While others wait for a slot, a newcomer queues behind them.
+            if woken || queue.waiting() == 0 {
+                if let Some(picked) = pool.pick(ctx.user().as_bytes(), &ctx.failed_nodes) {
+                    let node = picked.guard.node();
+                    ctx.node = Some((Arc::from(node.config.name.as_str()), node.config.addr));
+                    ctx.inflight = Some(picked.guard);
+                    return Ok(picked.peer);
+                }
             }
-            None => {
+            if !pool.has_live_node(&ctx.failed_nodes) {
                 ctx.rejection = Some(ApiError::no_healthy_node(&pool_name));
-                Err(Error::explain(
+                return Err(Error::explain(
                     ErrorType::HTTPStatus(503),
                     "no healthy node to pick",
-                ))
+                ));
             }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let slice = remaining.min(std::time::Duration::from_millis(250));
+            let waited = queue
+                .wait(ctx.priority, ticket, settings.max_waiting, slice)
+                .await;
+            let gave_up = match waited {
+                Ok(()) => false,
+                Err(Refused::QueueFull) => true,
+                Err(Refused::TimedOut) => remaining <= slice,
+            };
+            if gave_up {
+                let retry_after = settings.timeout.as_secs().clamp(1, 30);
+                ctx.rejection = Some(ApiError::nodes_busy(&pool_name, retry_after));
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(503),
+                    "every node is at capacity",
+                ));
+            }
+            woken = true;
         }
     }
 

@@ -8,6 +8,7 @@
 //! count, errors, ejections), read by `/admin/nodes`; `health` keeps them current. `routing`
 //! decides which pool a request goes to.
 
+pub mod admission;
 pub mod health;
 pub mod routing;
 
@@ -23,12 +24,15 @@ use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{Node, Pool, Strategy};
+use admission::AdmissionQueue;
 
 /// Live facts about one node.
 #[derive(Debug)]
 pub struct NodeState {
     pub config: Node,
     pub pool: String,
+    /// The pool's admission queue, woken when this node frees a slot.
+    queue: Arc<AdmissionQueue>,
     inflight: AtomicU32,
     healthy: AtomicBool,
     consecutive_failures: AtomicU32,
@@ -39,10 +43,11 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    fn new(pool: &str, config: Node) -> NodeState {
+    fn new(pool: &str, config: Node, queue: Arc<AdmissionQueue>) -> NodeState {
         NodeState {
             config,
             pool: pool.to_owned(),
+            queue,
             inflight: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
@@ -128,6 +133,7 @@ impl InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.node.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.node.queue.release_one();
     }
 }
 
@@ -148,11 +154,13 @@ pub struct NodePool {
     config: Pool,
     nodes: Vec<Arc<NodeState>>,
     selector: Selector,
+    queue: Arc<AdmissionQueue>,
 }
 
 impl NodePool {
     /// Builds a pool; `previous` carries node health and counters over a config reload.
     pub fn new(config: Pool, previous: Option<&NodePool>) -> NodePool {
+        let queue = previous.map_or_else(Arc::default, |p| p.queue.clone());
         let nodes: Vec<Arc<NodeState>> = config
             .nodes
             .iter()
@@ -160,7 +168,9 @@ impl NodePool {
                 previous
                     .and_then(|p| p.nodes.iter().find(|n| n.config == *node))
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(NodeState::new(&config.name, node.clone())))
+                    .unwrap_or_else(|| {
+                        Arc::new(NodeState::new(&config.name, node.clone(), queue.clone()))
+                    })
             })
             .collect();
         let backends: BTreeSet<Backend> = nodes
@@ -185,7 +195,12 @@ impl NodePool {
             config,
             nodes,
             selector,
+            queue,
         }
+    }
+
+    pub fn queue(&self) -> &AdmissionQueue {
+        &self.queue
     }
 
     pub fn name(&self) -> &str {
