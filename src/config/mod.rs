@@ -320,18 +320,11 @@ fn validate_stripe(
         }
         Ok(map)
     };
-    let webhook_secret_env =
-        webhook_secret_env.unwrap_or_else(|| "STRIPE_WEBHOOK_SECRET".to_owned());
-    if webhook_secret_env.is_empty()
-        || !webhook_secret_env
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        return Err(err(
-            "stripe.webhook_secret_env",
-            format!("`{webhook_secret_env}` is not an environment variable name"),
-        ));
-    }
+    let webhook_secret_env = env_var_name(
+        "stripe.webhook_secret_env",
+        webhook_secret_env,
+        "STRIPE_WEBHOOK_SECRET",
+    )?;
     Ok(Stripe {
         webhook_secret_env,
         tolerance: duration_or("stripe.tolerance", tolerance, Duration::from_secs(300))?,
@@ -419,7 +412,27 @@ fn validate_auth(raw: Option<AuthSection>) -> Result<Auth, ConfigError> {
              that user's Codex session",
         ));
     }
-    let env_name = |path: &str, value: Option<String>, default: &str| match value {
+    let failed_auth_per_minute = failed_auth_per_minute.unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE);
+    if failed_auth_per_minute == 0 {
+        return Err(err("auth.failed_auth_per_minute", "must be at least 1"));
+    }
+    Ok(Auth {
+        mode,
+        require_key,
+        admin_token_env: env_var_name(
+            "auth.admin_token_env",
+            admin_token_env,
+            "EXOCLAW_ADMIN_TOKEN",
+        )?,
+        token_key_env: env_var_name("auth.token_key_env", token_key_env, "EXOCLAW_TOKEN_KEY")?,
+        token_key_file: token_key_file.map(PathBuf::from),
+        failed_auth_per_minute,
+    })
+}
+
+/// The name of an environment variable that holds a secret (`default` when not configured).
+fn env_var_name(path: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    match value {
         Some(v) if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
             Err(err(
                 path,
@@ -428,23 +441,7 @@ fn validate_auth(raw: Option<AuthSection>) -> Result<Auth, ConfigError> {
         }
         Some(v) => Ok(v),
         None => Ok(default.to_owned()),
-    };
-    let failed_auth_per_minute = failed_auth_per_minute.unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE);
-    if failed_auth_per_minute == 0 {
-        return Err(err("auth.failed_auth_per_minute", "must be at least 1"));
     }
-    Ok(Auth {
-        mode,
-        require_key,
-        admin_token_env: env_name(
-            "auth.admin_token_env",
-            admin_token_env,
-            "EXOCLAW_ADMIN_TOKEN",
-        )?,
-        token_key_env: env_name("auth.token_key_env", token_key_env, "EXOCLAW_TOKEN_KEY")?,
-        token_key_file: token_key_file.map(PathBuf::from),
-        failed_auth_per_minute,
-    })
 }
 
 fn validate_tiers(
