@@ -370,3 +370,71 @@ async fn waiting_past_the_queue_timeout_gives_503_with_retry_after() {
     gate.add_permits(1);
     held.text().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tls_node_is_reached_with_its_sni_and_verified_against_the_pools_ca() {
+    let certified = rcgen::generate_simple_self_signed(vec!["node.test".to_owned()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let key_pem = certified.signing_key.serialize_pem();
+    let node = MockNode::start_tls(MockOptions::default(), &cert_pem, &key_pem)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &cert_pem).unwrap();
+
+    let pool = |ca: &str| {
+        format!(
+            "pools:\n  openclaw:\n{ca}    health_check: {{ interval: 100ms, failures: 1 }}\n    \
+             nodes:\n      - {{ name: tls-node, addr: \"{}\", tls: true, sni: node.test }}\n",
+            node.addr()
+        )
+    };
+    let trusted = pool(&format!("    tls_ca_file: \"{}\"\n", ca_file.display()));
+    let gw = Gateway::start(Setup::pools(&trusted)).await;
+    assert_eq!(chat_as(&gw, "ana").await, 200, "{}", gw.log());
+    assert_eq!(node.seen().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(node.health_probes() > 0, "health checks speak TLS too");
+    let report: Value = client()
+        .get(gw.admin_url("/admin/nodes"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["nodes"][0]["healthy"], true, "{report}");
+
+    // Without the pool's CA the certificate is not trusted: no request reaches the node.
+    let untrusted = Gateway::start(Setup::pools(&pool(""))).await;
+    let status = chat_as(&untrusted, "ana").await;
+    assert!(status == 502 || status == 503, "{status}");
+    assert_eq!(node.seen().len(), 1);
+}
+
+#[test]
+fn a_bad_ca_file_is_named_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    let config = dir.path().join("exoclaw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{ listen: \"127.0.0.1:8787\" }}\npools:\n  openclaw:\n    tls_ca_file: \"{}\"\n    \
+             nodes: [ {{ name: a, addr: \"127.0.0.1:1\", tls: true }} ]\n",
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::EXOCLAW)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pools.openclaw.tls_ca_file"), "{stderr}");
+}

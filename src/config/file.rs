@@ -92,6 +92,7 @@ pub struct PoolSection {
     pub health_check: Option<HealthCheckSection>,
     pub queue: Option<QueueSection>,
     pub max_connect_attempts: Option<usize>,
+    pub tls_ca_file: Option<String>,
     pub nodes: Vec<NodeSection>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,

@@ -149,6 +149,9 @@ pub struct Pool {
     pub queue: Queue,
     /// Connection attempts per request, each on a different node.
     pub max_connect_attempts: usize,
+    /// Certificates (DER) that TLS nodes of this pool must chain to, from `tls_ca_file`; empty
+    /// means the system's trust store.
+    pub tls_ca: Vec<Vec<u8>>,
 }
 
 /// Active health checking of a pool's nodes.
@@ -595,12 +598,19 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
         health_check,
         queue,
         max_connect_attempts,
+        tls_ca_file,
         nodes,
         connect_timeout,
         read_timeout,
         write_timeout,
     } = raw;
     let at = format!("pools.{name}");
+    let tls_ca = match tls_ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            load_ca_file(Path::new(&path)).map_err(|m| err(format!("{at}.tls_ca_file"), m))?
+        }
+    };
     if nodes.is_empty() {
         return Err(err(format!("{at}.nodes"), "a pool needs at least one node"));
     }
@@ -686,6 +696,7 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
     }
     Ok(Pool {
         name,
+        tls_ca,
         strategy: strategy.unwrap_or(Strategy::ConsistentHash),
         nodes,
         timeouts,
@@ -693,6 +704,23 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
         queue,
         max_connect_attempts,
     })
+}
+
+/// Reads PEM certificates and checks each parses as X.509 (a bad file fails at load, not at the
+/// first TLS handshake).
+fn load_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = cert.map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
+        x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("{} holds an invalid certificate: {e}", path.display()))?;
+        certs.push(der.to_vec());
+    }
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 fn at_least_one(path: &str, value: Option<u32>, default: u32) -> Result<u32, ConfigError> {

@@ -8,6 +8,7 @@
 //! forwarded them), can pace streamed events, and can hold a stream after its first event until
 //! the test releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms.
 //! Dropping a `MockNode` closes its listener and every open connection, like a node dying.
+//! `start_tls` serves the same over TLS, for testing nodes reached with TLS and SNI.
 
 pub mod openai;
 
@@ -69,6 +70,38 @@ impl MockNode {
 
     /// Serves on an already bound listener (the demo binds before the runtime exists).
     pub fn serve_on(listener: TcpListener, options: MockOptions) -> MockNode {
+        MockNode::serve(listener, options, None)
+    }
+
+    /// Starts a mock node that speaks TLS with the given PEM certificate chain and key.
+    pub async fn start_tls(
+        options: MockOptions,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> std::io::Result<MockNode> {
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let certs =
+            rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())?
+            .ok_or_else(|| invalid("no private key in PEM".into()))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(e.to_string()))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Ok(MockNode::serve(listener, options, Some(acceptor)))
+    }
+
+    fn serve(
+        listener: TcpListener,
+        options: MockOptions,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> MockNode {
         let addr = listener
             .local_addr()
             .expect("bound listener has an address");
@@ -77,7 +110,7 @@ impl MockNode {
             options,
             seen: seen.clone(),
         });
-        let task = tokio::spawn(accept_loop(listener, shared));
+        let task = tokio::spawn(accept_loop(listener, shared, tls));
         MockNode { addr, seen, task }
     }
 
@@ -108,7 +141,11 @@ impl Drop for MockNode {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     // Connections live in this set, so aborting the loop closes them all.
     let mut connections = JoinSet::new();
     loop {
@@ -117,11 +154,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let shared = shared.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let service = service_fn(move |req| handle(req, shared.clone()));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
         });
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::lb::health_check::{HealthCheck as _, HttpHealthCheck};
 use pingora::lb::Backend;
+use pingora::protocols::tls::CaType;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -33,7 +34,11 @@ impl HealthChecker {
 }
 
 /// Checks one node once; `Err` carries the reason.
-pub async fn check_node(node: &NodeState, settings: &HealthCheck) -> Result<(), String> {
+pub async fn check_node(
+    node: &NodeState,
+    settings: &HealthCheck,
+    tls_ca: Option<&Arc<CaType>>,
+) -> Result<(), String> {
     let host = node
         .config
         .tls_sni
@@ -49,6 +54,7 @@ pub async fn check_node(node: &NodeState, settings: &HealthCheck) -> Result<(), 
     check.peer_template.options.connection_timeout = Some(settings.timeout);
     check.peer_template.options.read_timeout = Some(settings.timeout);
     check.peer_template.options.total_connection_timeout = Some(settings.timeout);
+    check.peer_template.options.ca = tls_ca.cloned();
     let backend = Backend {
         addr: node.config.addr.into(),
         weight: node.config.weight,
@@ -75,6 +81,7 @@ impl BackgroundService for HealthChecker {
             let mut checks = Vec::new();
             for pool in snapshot.pools.iter() {
                 let settings = pool.config().health.clone();
+                let tls_ca = pool.tls_ca().cloned();
                 if !settings.enabled {
                     continue;
                 }
@@ -85,8 +92,9 @@ impl BackgroundService for HealthChecker {
                     }
                     next_due.insert(key, now + settings.interval);
                     let (node, settings) = (Arc::clone(node), settings.clone());
+                    let tls_ca = tls_ca.clone();
                     checks.push(async move {
-                        match check_node(&node, &settings).await {
+                        match check_node(&node, &settings, tls_ca.as_ref()).await {
                             Ok(()) => node.record_success(settings.successes),
                             Err(reason) => node.record_failure(&reason, settings.failures),
                         }

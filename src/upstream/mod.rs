@@ -21,7 +21,9 @@ use futures_util::FutureExt;
 use pingora::lb::discovery::Static;
 use pingora::lb::selection::{Consistent, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use crate::config::{Node, Pool, Strategy};
 use admission::AdmissionQueue;
@@ -155,6 +157,8 @@ pub struct NodePool {
     nodes: Vec<Arc<NodeState>>,
     selector: Selector,
     queue: Arc<AdmissionQueue>,
+    /// The pool's private CA for TLS nodes, built once.
+    tls_ca: Option<Arc<CaType>>,
 }
 
 impl NodePool {
@@ -191,12 +195,26 @@ impl NodePool {
             Strategy::RoundRobin => Selector::RoundRobin(balancer(backends)),
             Strategy::LeastInflight => Selector::LeastInflight,
         };
+        let tls_ca = (!config.tls_ca.is_empty()).then(|| {
+            let certs: Vec<WrappedX509> = config
+                .tls_ca
+                .iter()
+                .map(|der| WrappedX509::new(der.clone(), parse_x509))
+                .collect();
+            Arc::<CaType>::from(certs)
+        });
         NodePool {
             config,
             nodes,
             selector,
             queue,
+            tls_ca,
         }
+    }
+
+    /// The CA TLS nodes of this pool are verified against (None: the system store).
+    pub fn tls_ca(&self) -> Option<&Arc<CaType>> {
+        self.tls_ca.as_ref()
     }
 
     pub fn queue(&self) -> &AdmissionQueue {
@@ -274,6 +292,9 @@ impl NodePool {
             Some(sni) => HttpPeer::new(node.addr, true, sni.clone()),
             None => HttpPeer::new(node.addr, false, String::new()),
         };
+        if node.tls_sni.is_some() {
+            peer.options.ca = self.tls_ca.clone();
+        }
         let timeouts = self.config.timeouts;
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.read_timeout = Some(timeouts.read);
@@ -363,6 +384,7 @@ mod tests {
                     timeout: t,
                 },
                 max_connect_attempts: 3,
+                tls_ca: Vec::new(),
             },
             None,
         )
