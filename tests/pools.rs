@@ -438,3 +438,53 @@ fn a_bad_ca_file_is_named_by_check() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pools.openclaw.tls_ca_file"), "{stderr}");
 }
+
+#[tokio::test]
+async fn killing_a_node_under_concurrent_load_fails_no_request_after_failover() {
+    let mut mocks = nodes(3).await;
+    let yaml = format!(
+        "pools:\n{}",
+        pool_yaml(
+            "openclaw",
+            "consistent_hash",
+            &[(&mocks[0], 1), (&mocks[1], 1), (&mocks[2], 1)],
+            "    health_check: { interval: 200ms, failures: 2, successes: 1 }\n"
+        )
+    );
+    let gw = std::sync::Arc::new(Gateway::start(Setup::pools(&yaml)).await);
+    let started = std::time::Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let gw = gw.clone();
+        workers.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            let mut i = 0;
+            while started.elapsed() < std::time::Duration::from_millis(1500) {
+                let at = started.elapsed();
+                let status = chat_as(&gw, &format!("load-{w}-{}", i % 10)).await;
+                results.push((at, status));
+                i += 1;
+            }
+            results
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let killed_at = started.elapsed();
+    drop(mocks.remove(1));
+    let mut after = 0;
+    for worker in workers {
+        for (at, status) in worker.await.unwrap() {
+            if at > killed_at + std::time::Duration::from_millis(50) {
+                after += 1;
+                assert_eq!(
+                    status, 200,
+                    "a request started {at:?} in (node killed at {killed_at:?})"
+                );
+            }
+        }
+    }
+    assert!(
+        after > 20,
+        "load kept flowing after the kill ({after} requests)"
+    );
+}
