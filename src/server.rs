@@ -28,6 +28,7 @@ use crate::ledger;
 use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::writer::{LedgerSettings, LedgerWriter};
 use crate::limits::{AuthFailureGuard, RateLimiter};
+use crate::metrics::Metrics;
 use crate::proxy::{headers, Gateway};
 use crate::sidecar::SidecarApp;
 use crate::state::{self, LiveSnapshot};
@@ -144,6 +145,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         .ok()
         .filter(|s| !s.is_empty());
     let rate_limiter = Arc::new(RateLimiter::new());
+    let metrics = Arc::new(Metrics::new());
     let ip_hasher = Arc::new(IpHasher::load_or_create(&config.ledger.ip_hash_key_file)?);
     let ledger = Arc::new(LedgerWriter::start(
         &config.database,
@@ -169,6 +171,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         ip_hasher,
         billing: billing.clone(),
         connector: pingora::connectors::http::Connector::new(None),
+        metrics: metrics.clone(),
     };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.server.listen.to_string());
@@ -183,6 +186,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             clock.clone(),
             sidecar_secret,
             stripe_secret,
+            metrics.clone(),
         ),
     );
     sidecar.add_tcp(&config.server.sidecar_listen.to_string());
@@ -195,6 +199,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             live.clone(),
             ledger.clone(),
             clock.clone(),
+            metrics.clone(),
             admin_token,
             manual_clock,
         ),

@@ -2,6 +2,7 @@
 //! a bearer token read from the environment (`auth.admin_token_env`, `EXOCLAW_ADMIN_TOKEN` by
 //! default). Without that variable the key endpoints refuse with a message saying what to set.
 //!
+//! - `GET /metrics` Prometheus metrics (no token: keep the admin listener on loopback)
 //! - `GET /admin/keys` lists keys (never the keys themselves)
 //! - `POST /admin/keys` `{"user": "...", "tier": "..."}` creates one and returns it once
 //! - `DELETE /admin/keys/{id}` revokes one
@@ -30,6 +31,7 @@ use crate::config::units;
 use crate::ledger::queries;
 use crate::ledger::writer::LedgerWriter;
 use crate::local_http;
+use crate::metrics::Metrics;
 use crate::proxy::headers;
 use crate::state::LiveSnapshot;
 
@@ -38,6 +40,7 @@ pub struct AdminApp {
     live: LiveSnapshot,
     ledger: Arc<LedgerWriter>,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     token: Option<String>,
     manual_clock: Option<Arc<ManualClock>>,
 }
@@ -62,6 +65,7 @@ impl AdminApp {
         live: LiveSnapshot,
         ledger: Arc<LedgerWriter>,
         clock: SharedClock,
+        metrics: Arc<Metrics>,
         token: Option<String>,
         manual_clock: Option<Arc<ManualClock>>,
     ) -> AdminApp {
@@ -70,6 +74,7 @@ impl AdminApp {
             live,
             ledger,
             clock,
+            metrics,
             token,
             manual_clock,
         }
@@ -95,6 +100,17 @@ impl AdminApp {
     async fn route(&self, session: &mut ServerSession) -> Result<Response<Vec<u8>>, ApiError> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
+        if method == Method::GET && path == "/metrics" {
+            let text = self
+                .metrics
+                .render(&self.live.load_full(), self.ledger.stats());
+            return Ok(http::Response::builder()
+                .status(200)
+                .header("content-type", "text/plain; version=0.0.4")
+                .header("content-length", text.len())
+                .body(text.into_bytes())
+                .unwrap_or_else(|_| Response::new(Vec::new())));
+        }
         self.authorize(session)?;
         match (method, path.as_str()) {
             (Method::GET, "/admin/keys") => self.list_keys().await,

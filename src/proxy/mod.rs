@@ -32,6 +32,7 @@ use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::record::RequestRecord;
 use crate::ledger::writer::LedgerWriter;
 use crate::limits::{AuthFailureGuard, RateDecision, RateLimiter};
+use crate::metrics::Metrics;
 use crate::state::{LiveSnapshot, Snapshot};
 use crate::upstream::admission::Refused;
 use crate::upstream::{routing, InflightGuard};
@@ -53,6 +54,7 @@ pub struct Gateway {
     pub billing: Arc<Billing>,
     /// Connects to nodes for requests whose body was read before routing (see `prebuffered`).
     pub connector: pingora::connectors::http::Connector,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the gateway knows about one request, filter to filter.
@@ -77,6 +79,9 @@ pub struct RequestCtx {
     /// Holds the chosen node's in-flight slot for the life of the request.
     inflight: Option<InflightGuard>,
     connect_attempts: usize,
+    /// When a node was first chosen, and when its response head arrived.
+    upstream_started: Option<Instant>,
+    first_byte: Option<Instant>,
     rate: Option<RateDecision>,
     credential: Option<NodeCredential>,
     node: Option<(Arc<str>, SocketAddr)>,
@@ -132,6 +137,8 @@ impl ProxyHttp for Gateway {
             pool: None,
             inflight: None,
             connect_attempts: 0,
+            upstream_started: None,
+            first_byte: None,
             rate: None,
             credential: None,
             node: None,
@@ -291,6 +298,7 @@ impl ProxyHttp for Gateway {
         };
         ctx.pool = Some(pool_name.clone());
         ctx.connect_attempts += 1;
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         let queue = pool.queue();
         let settings = &pool.config().queue;
         let ticket = queue.ticket();
@@ -421,6 +429,7 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.first_byte.get_or_insert_with(Instant::now);
         if ctx.route == Route::Node {
             let content_type = response
                 .headers
@@ -488,7 +497,9 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if ctx.route != Route::Health {
-            self.ledger.record(self.ledger_record(session, ctx, status));
+            let record = self.ledger_record(session, ctx, status);
+            self.observe(ctx, status, &record);
+            self.ledger.record(record);
         }
         let req = session.req_header();
         tracing::info!(
@@ -534,6 +545,54 @@ impl Gateway {
                     && pool.has_live_node(&ctx.failed_nodes)
             }
             _ => false,
+        }
+    }
+
+    /// Moves the request's metrics: counts, durations, tokens, rejections.
+    fn observe(&self, ctx: &RequestCtx, status: u16, record: &RequestRecord) {
+        let m = &self.metrics;
+        let route = match ctx.route {
+            Route::Health => "health",
+            Route::Node => "v1",
+            Route::Sidecar => "api",
+            Route::Webhook => "webhook",
+            Route::Unknown => "unknown",
+        };
+        let pool = ctx.pool.as_deref().unwrap_or("-");
+        m.requests
+            .with_label_values(&[route, pool, &status.to_string()])
+            .inc();
+        let total = ctx.started.elapsed();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(total.as_secs_f64());
+        if let Some(upstream_started) = ctx.upstream_started {
+            let upstream = upstream_started.elapsed();
+            m.upstream_duration
+                .with_label_values(&[pool])
+                .observe(upstream.as_secs_f64());
+            m.overhead
+                .observe(total.saturating_sub(upstream).as_secs_f64());
+        }
+        if let (true, Some(first_byte)) = (ctx.accounting.streamed, ctx.first_byte) {
+            m.stream_first_byte
+                .observe(first_byte.duration_since(ctx.started).as_secs_f64());
+        }
+        let source = if record.tokens_reported {
+            "reported"
+        } else {
+            "estimated"
+        };
+        for (kind, count) in [
+            ("prompt", record.prompt_tokens),
+            ("completion", record.completion_tokens),
+        ] {
+            if let Some(count) = count.filter(|c| *c > 0) {
+                m.tokens.with_label_values(&[kind, source]).inc_by(count);
+            }
+        }
+        if let Some(rejection) = &ctx.rejection {
+            m.rejections.with_label_values(&[rejection.code]).inc();
         }
     }
 

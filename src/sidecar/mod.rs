@@ -30,6 +30,7 @@ use crate::billing::quota::Month;
 use crate::billing::{self, events, store as billing_store, stripe_signature, Billing};
 use crate::clock::SharedClock;
 use crate::local_http;
+use crate::metrics::Metrics;
 use crate::proxy::headers;
 use crate::state::LiveSnapshot;
 
@@ -41,6 +42,7 @@ pub struct SidecarApp {
     internal_secret: Arc<str>,
     /// The Stripe endpoint secret (`whsec_…`), from the environment at start.
     stripe_secret: Option<String>,
+    metrics: Arc<Metrics>,
 }
 
 /// Largest webhook body accepted (Stripe events with expanded objects stay far below this).
@@ -60,6 +62,7 @@ impl SidecarApp {
         clock: SharedClock,
         internal_secret: Arc<str>,
         stripe_secret: Option<String>,
+        metrics: Arc<Metrics>,
     ) -> SidecarApp {
         SidecarApp {
             credentials,
@@ -68,6 +71,7 @@ impl SidecarApp {
             clock,
             internal_secret,
             stripe_secret,
+            metrics,
         }
     }
 
@@ -207,10 +211,13 @@ impl SidecarApp {
         )
         .map_err(|e| {
             tracing::warn!("Stripe webhook refused: {e}");
+            self.count_webhook("unverified", "invalid_signature");
             ApiError::invalid_request("invalid_signature", e.to_string())
         })?;
-        let event = events::parse(&body, stripe, signed_at)
-            .map_err(|e| ApiError::invalid_request("invalid_event", e))?;
+        let event = events::parse(&body, stripe, signed_at).map_err(|e| {
+            self.count_webhook("unparsed", "invalid_event");
+            ApiError::invalid_request("invalid_event", e)
+        })?;
         let (id, kind) = (event.id.clone(), event.kind.clone());
         let credentials = self.credentials.clone();
         let billing = self.billing.clone();
@@ -223,10 +230,25 @@ impl SidecarApp {
         })
         .await?;
         tracing::info!(event_id = %id, kind = %kind, ?outcome, "Stripe webhook processed");
+        let result = format!("{outcome:?}").to_ascii_lowercase();
+        self.count_webhook(&kind, &result);
         Ok(local_http::json(
             200,
             &json!({ "received": true, "outcome": outcome }),
         ))
+    }
+
+    /// Counts a webhook; event types are Stripe's (only after the signature verified).
+    fn count_webhook(&self, kind: &str, result: &str) {
+        let kind = if kind.is_empty() || kind.len() > 64 {
+            "other"
+        } else {
+            kind
+        };
+        self.metrics
+            .webhooks
+            .with_label_values(&[kind, result])
+            .inc();
     }
 
     fn subscription(&self, user: &str, tier_header: Option<&str>) -> Response<Vec<u8>> {
