@@ -17,6 +17,7 @@ pub mod local_http;
 pub mod metrics;
 pub mod mock;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod sidecar;
 pub mod state;

@@ -98,10 +98,11 @@ fn main() -> ExitCode {
             manual_clock,
         } => Config::load(&config)
             .map_err(|e| e.to_string())
-            .and_then(|config| {
+            .and_then(|parsed| {
                 server::build(
-                    &config,
+                    &parsed,
                     Launch {
+                        config_path: Some(config.clone()),
                         upgrade,
                         manual_clock,
                     },

@@ -30,13 +30,16 @@ use crate::ledger::writer::{LedgerSettings, LedgerWriter};
 use crate::limits::{AuthFailureGuard, RateLimiter};
 use crate::metrics::Metrics;
 use crate::proxy::{headers, Gateway};
+use crate::reload::ConfigWatcher;
 use crate::sidecar::SidecarApp;
 use crate::state::{self, LiveSnapshot};
 use crate::upstream::health::HealthChecker;
 
 /// How the process was started.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Launch {
+    /// The config file, watched for live reloads (none for the demo's built-in config).
+    pub config_path: Option<std::path::PathBuf>,
     /// Take the listening sockets over from a running old process (graceful upgrade).
     pub upgrade: bool,
     /// Freeze the policy clock and let `POST /admin/clock` move it (tests only).
@@ -219,6 +222,17 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             every: config.ledger.quota_flush_interval,
         },
     ));
+    if let Some(path) = &launch.config_path {
+        server.add_service(background_service(
+            "config watcher",
+            ConfigWatcher::new(
+                path.clone(),
+                live.clone(),
+                metrics.clone(),
+                config.server.watch_config,
+            ),
+        ));
+    }
     server.add_service(background_service(
         "node health checks",
         HealthChecker::new(live.clone()),

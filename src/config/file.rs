@@ -30,6 +30,7 @@ pub struct ServerSection {
     pub threads: Option<usize>,
     pub max_request_body: Option<SizeValue>,
     pub grace_period: Option<String>,
+    pub watch_config: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -136,6 +136,8 @@ pub struct Server {
     pub threads: usize,
     pub max_request_body: u64,
     pub grace_period: Duration,
+    /// Reload when the config file changes (SIGHUP reloads either way).
+    pub watch_config: bool,
 }
 
 /// A named group of OpenClaw nodes that serve the same traffic.
@@ -531,6 +533,7 @@ fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
         threads,
         max_request_body,
         grace_period,
+        watch_config,
     } = raw;
     let listen = listen.parse().map_err(|_| {
         err(
@@ -589,6 +592,7 @@ fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
         threads,
         max_request_body,
         grace_period,
+        watch_config: watch_config.unwrap_or(true),
     })
 }
 

@@ -211,6 +211,16 @@ impl Gateway {
         );
     }
 
+    /// Sends a signal (`-HUP`, `-TERM`, …) to the gateway process.
+    pub fn signal(&self, which: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([which, &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "{which} delivered");
+    }
+
     /// Sends SIGTERM (a graceful stop) and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

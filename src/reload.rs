@@ -1,0 +1,186 @@
+//! Live configuration reload: the file is watched (polled every 500 ms) and SIGHUP reloads too.
+//!
+//! A reload parses and validates the whole file, then swaps the snapshot atomically: tiers,
+//! limits, routes, pools and nodes (added, removed, re-weighted, health settings) apply to the
+//! next request, while in-flight requests finish on the snapshot they started with. Node health
+//! and counters carry over for nodes that did not change. An invalid edit keeps the running
+//! config, logs the reason with the key's path, and counts a failed reload.
+//!
+//! Some settings are fixed when the process starts — listeners, threads, the grace period, the
+//! database and ledger writer, the names of secret variables, the failed-authentication limit.
+//! A reload that changes them keeps the running values and names them in the log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use sha2::{Digest, Sha256};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::state::{LiveSnapshot, Snapshot};
+
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct ConfigWatcher {
+    path: PathBuf,
+    live: LiveSnapshot,
+    metrics: Arc<Metrics>,
+    watch_file: bool,
+}
+
+impl ConfigWatcher {
+    pub fn new(path: PathBuf, live: LiveSnapshot, metrics: Arc<Metrics>, watch_file: bool) -> Self {
+        ConfigWatcher {
+            path,
+            live,
+            metrics,
+            watch_file,
+        }
+    }
+
+    /// Reloads the file now; `why` says what triggered it (for the log).
+    pub fn reload(&self, why: &str) -> Result<(), String> {
+        let result = Config::load(&self.path).map_err(|e| e.to_string());
+        let new = match result {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!(
+                    path = %self.path.display(),
+                    trigger = why,
+                    "config reload refused, keeping the running config: {e}"
+                );
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["invalid"])
+                    .inc();
+                return Err(e);
+            }
+        };
+        let current = self.live.load_full();
+        let (config, fixed) = keep_fixed_settings(new, &current.config);
+        if !fixed.is_empty() {
+            tracing::warn!(
+                settings = %fixed.join(", "),
+                "these settings only change on restart; the running values stay"
+            );
+        }
+        self.live
+            .store(Arc::new(Snapshot::build(config, Some(&current))));
+        self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+        tracing::info!(path = %self.path.display(), trigger = why, "config reloaded");
+        Ok(())
+    }
+}
+
+/// Takes the start-up-only settings from `running`; returns the merged config and the names of
+/// those the file changed.
+pub fn keep_fixed_settings(mut new: Config, running: &Config) -> (Config, Vec<&'static str>) {
+    let mut fixed = Vec::new();
+    let mut keep = |name: &'static str, changed: bool| {
+        if changed {
+            fixed.push(name);
+        }
+    };
+    keep("server.listen", new.server.listen != running.server.listen);
+    keep(
+        "server.admin_listen",
+        new.server.admin_listen != running.server.admin_listen,
+    );
+    keep(
+        "server.sidecar_listen",
+        new.server.sidecar_listen != running.server.sidecar_listen,
+    );
+    keep(
+        "server.threads",
+        new.server.threads != running.server.threads,
+    );
+    keep(
+        "server.grace_period",
+        new.server.grace_period != running.server.grace_period,
+    );
+    keep(
+        "server.watch_config",
+        new.server.watch_config != running.server.watch_config,
+    );
+    keep("database", new.database != running.database);
+    keep("ledger", new.ledger != running.ledger);
+    keep(
+        "auth.admin_token_env",
+        new.auth.admin_token_env != running.auth.admin_token_env,
+    );
+    keep(
+        "auth.token_key_env",
+        new.auth.token_key_env != running.auth.token_key_env,
+    );
+    keep(
+        "auth.token_key_file",
+        new.auth.token_key_file != running.auth.token_key_file,
+    );
+    keep(
+        "auth.failed_auth_per_minute",
+        new.auth.failed_auth_per_minute != running.auth.failed_auth_per_minute,
+    );
+    keep(
+        "stripe.webhook_secret_env",
+        new.stripe.webhook_secret_env != running.stripe.webhook_secret_env,
+    );
+    let max_request_body = new.server.max_request_body;
+    new.server = running.server.clone();
+    new.server.max_request_body = max_request_body;
+    new.database = running.database.clone();
+    new.ledger = running.ledger.clone();
+    new.auth.admin_token_env = running.auth.admin_token_env.clone();
+    new.auth.token_key_env = running.auth.token_key_env.clone();
+    new.auth.token_key_file = running.auth.token_key_file.clone();
+    new.auth.failed_auth_per_minute = running.auth.failed_auth_per_minute;
+    new.stripe.webhook_secret_env = running.stripe.webhook_secret_env.clone();
+    (new, fixed)
+}
+
+fn fingerprint(path: &PathBuf) -> Option<[u8; 32]> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| Sha256::digest(bytes).into())
+}
+
+#[async_trait]
+impl BackgroundService for ConfigWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP (reload by editing the file): {e}");
+                None
+            }
+        };
+        let mut last = fingerprint(&self.path);
+        let mut ticker = tokio::time::interval(POLL);
+        loop {
+            let sighup = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = sighup => {
+                    last = fingerprint(&self.path);
+                    let _ = self.reload("SIGHUP");
+                }
+                _ = ticker.tick(), if self.watch_file => {
+                    let now = fingerprint(&self.path);
+                    if now.is_some() && now != last {
+                        last = now;
+                        let _ = self.reload("file changed");
+                    }
+                }
+            }
+        }
+    }
+}
