@@ -122,6 +122,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
     let opt = Opt {

@@ -31,6 +31,7 @@ pub struct ServerSection {
     pub max_request_body: Option<SizeValue>,
     pub grace_period: Option<String>,
     pub watch_config: Option<bool>,
+    pub upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -138,6 +138,8 @@ pub struct Server {
     pub grace_period: Duration,
     /// Reload when the config file changes (SIGHUP reloads either way).
     pub watch_config: bool,
+    /// Where a new process (`serve --upgrade`) receives the listening sockets of the old one.
+    pub upgrade_sock: PathBuf,
 }
 
 /// A named group of OpenClaw nodes that serve the same traffic.
@@ -270,12 +272,12 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         pools,
         routes,
     } = raw;
-    let server = validate_server(server)?;
     let database = match database {
         Some(path) if path.trim().is_empty() => return Err(err("database", "must not be empty")),
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(DEFAULT_DATABASE),
     };
+    let server = validate_server(server, &database)?;
     let ledger = validate_ledger(ledger, &database)?;
     if pools.is_empty() {
         return Err(err("pools", "at least one pool is needed"));
@@ -525,7 +527,7 @@ fn validate_tiers(
     Ok((tiers, default_tier))
 }
 
-fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
+fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, ConfigError> {
     let ServerSection {
         listen,
         admin_listen,
@@ -534,6 +536,7 @@ fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
         max_request_body,
         grace_period,
         watch_config,
+        upgrade_sock,
     } = raw;
     let listen = listen.parse().map_err(|_| {
         err(
@@ -593,6 +596,8 @@ fn validate_server(raw: ServerSection) -> Result<Server, ConfigError> {
         max_request_body,
         grace_period,
         watch_config: watch_config.unwrap_or(true),
+        upgrade_sock: upgrade_sock
+            .map_or_else(|| database.with_file_name("upgrade.sock"), PathBuf::from),
     })
 }
 

@@ -211,6 +211,28 @@ impl Gateway {
         );
     }
 
+    /// Replaces the running process the way an operator upgrades: a new `exoclaw serve
+    /// --upgrade` waits for the sockets, SIGQUIT makes the old one hand them over and drain.
+    /// Returns the old process's exit status.
+    pub fn upgrade(&mut self) -> std::process::ExitStatus {
+        let new = spawn_with(self.dir.path(), self.manual_clock, &["--upgrade"]);
+        std::thread::sleep(Duration::from_millis(500));
+        self.signal("-QUIT");
+        let mut old = std::mem::replace(&mut self.child, new);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = old.try_wait().expect("wait for the old exoclaw") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the old process did not exit; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends a signal (`-HUP`, `-TERM`, …) to the gateway process.
     pub fn signal(&self, which: &str) {
         let pid = self.child.id().to_string();
@@ -293,6 +315,10 @@ impl Drop for Gateway {
 }
 
 fn spawn(dir: &std::path::Path, manual_clock: bool) -> Child {
+    spawn_with(dir, manual_clock, &[])
+}
+
+fn spawn_with(dir: &std::path::Path, manual_clock: bool, extra: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -312,6 +338,7 @@ fn spawn(dir: &std::path::Path, manual_clock: bool) -> Child {
     if manual_clock {
         command.arg("--manual-clock");
     }
+    command.args(extra);
     command.spawn().expect("spawn exoclaw")
 }
 
