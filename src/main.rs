@@ -32,6 +32,9 @@ enum Command {
         /// Freeze the policy clock; `POST /admin/clock` moves it. For tests only.
         #[arg(long, hide = true)]
         manual_clock: bool,
+        /// Detach into the background and write `server.pid_file` (systemd `Type=forking`).
+        #[arg(long)]
+        daemon: bool,
     },
     /// Per-user usage from the ledger: requests, tokens, latency, errors, last seen.
     Usage {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             config,
             upgrade,
             manual_clock,
+            daemon,
         } => Config::load(&config)
             .map_err(|e| e.to_string())
             .and_then(|parsed| {
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
                         config_path: Some(config.clone()),
                         upgrade,
                         manual_clock,
+                        daemon,
                     },
                 )
             })

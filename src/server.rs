@@ -44,6 +44,8 @@ pub struct Launch {
     pub upgrade: bool,
     /// Freeze the policy clock and let `POST /admin/clock` move it (tests only).
     pub manual_clock: bool,
+    /// Detach into the background and write `server.pid_file` (for systemd's `Type=forking`).
+    pub daemon: bool,
 }
 
 /// What a built server shares with its caller: the demo creates a key through it, and `finish`
@@ -118,15 +120,21 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         .ok()
         .filter(|t| !t.is_empty());
 
+    // A daemon changes its directory to `/` when it detaches: anchor relative paths here.
+    let here =
+        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
     let conf = ServerConf {
+        working_directory: Some(here.clone()),
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(5),
-        upgrade_sock: config.server.upgrade_sock.display().to_string(),
+        upgrade_sock: here.join(&config.server.upgrade_sock).display().to_string(),
+        pid_file: here.join(&config.server.pid_file).display().to_string(),
         ..ServerConf::default()
     };
     let opt = Opt {
         upgrade: launch.upgrade,
+        daemon: launch.daemon,
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -151,7 +159,9 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     let rate_limiter = Arc::new(RateLimiter::new());
     let metrics = Arc::new(Metrics::new());
     let ip_hasher = Arc::new(IpHasher::load_or_create(&config.ledger.ip_hash_key_file)?);
-    let ledger = Arc::new(LedgerWriter::start(
+    // The writer thread starts in a background service: in daemon mode Pingora forks after this
+    // function, and a thread or SQLite connection made before a fork does not survive it.
+    let ledger = Arc::new(LedgerWriter::prepare(
         &config.database,
         LedgerSettings {
             queue_capacity: config.ledger.queue_capacity,
@@ -212,6 +222,12 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     server.add_service(admin);
 
     server.add_service(background_service(
+        "ledger writer",
+        LedgerLaunch {
+            ledger: ledger.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "credential sync",
         CredentialSync::new(credentials.clone(), billing.clone()),
     ));
@@ -260,6 +276,20 @@ fn ensure_can_listen(addr: SocketAddr) -> Result<(), String> {
     TcpListener::bind(addr)
         .map(drop)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Starts the ledger writer thread once the process is in its final form (after a fork).
+struct LedgerLaunch {
+    ledger: Arc<LedgerWriter>,
+}
+
+#[async_trait]
+impl BackgroundService for LedgerLaunch {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        if let Err(e) = self.ledger.launch() {
+            tracing::error!("the ledger writer cannot start; rows queue until shutdown: {e}");
+        }
+    }
 }
 
 /// Writes changed monthly quota counters every `ledger.quota_flush_interval`.

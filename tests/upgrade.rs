@@ -79,3 +79,135 @@ async fn replacing_the_process_under_load_fails_no_request() {
     let health = client.get(gw.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// Kills every daemon it saw (by pid) when the test ends, whatever happened.
+struct Daemons(Vec<i32>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn read_pid(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// What the systemd unit does: `serve --daemon` with a PID file, and a reload that sends
+/// SIGQUIT to the running daemon and starts `serve --daemon --upgrade`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_systemd_reload_sequence_upgrades_a_daemon_without_failed_requests() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let top =
+        "auth: { require_key: false }\ntiers: { workshop: { requests_per_minute: 1000000 } }\n";
+    let (dir, addr) = common::write_config(&Setup::nodes(&[node.addr()]).top(top));
+    let pid_file = dir.path().join("data/exoclaw.pid");
+    let mut daemons = Daemons(Vec::new());
+
+    let started = common::run_in(dir.path(), &["serve", "--daemon"]);
+    assert!(started.success(), "{started:?}");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/v1/chat/completions");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let old_pid = loop {
+        if let Some(pid) = read_pid(&pid_file) {
+            daemons.0.push(pid);
+            if client
+                .get(format!("http://{addr}/health"))
+                .send()
+                .await
+                .is_ok()
+            {
+                break pid;
+            }
+        }
+        let log = std::fs::read_to_string(dir.path().join("exoclaw.log")).unwrap_or_default();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not come up\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut workers = Vec::new();
+    for w in 0..3 {
+        let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
+        let (ok, failed) = (ok.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .post(&url)
+                    .header("x-user-id", format!("load-{w}"))
+                    .bearer_auth(PROVIDER_KEY)
+                    .json(&chat_body(false))
+                    .send()
+                    .await;
+                let counter = match r {
+                    Ok(r) if r.status() == 200 => &ok,
+                    _ => &failed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // ExecReload: kill -QUIT $MAINPID, then exoclaw serve --daemon --upgrade.
+    let quit = std::process::Command::new("kill")
+        .args(["-QUIT", &old_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(quit.success());
+    let upgraded = common::run_in(dir.path(), &["serve", "--daemon", "--upgrade"]);
+    assert!(upgraded.success(), "{upgraded:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let new_pid = loop {
+        if let Some(pid) = read_pid(&pid_file).filter(|p| *p != old_pid) {
+            daemons.0.push(pid);
+            if !alive(old_pid) {
+                break pid;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old daemon did not hand over and exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "{ok} succeeded, {failed} failed");
+    assert!(ok > 20, "traffic flowed through the upgrade ({ok})");
+    assert!(alive(new_pid), "the new daemon serves");
+    let health = client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // Both processes wrote to the same ledger: every successful request has its row.
+    drop(daemons);
+}

@@ -32,6 +32,7 @@ pub struct ServerSection {
     pub grace_period: Option<String>,
     pub watch_config: Option<bool>,
     pub upgrade_sock: Option<String>,
+    pub pid_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

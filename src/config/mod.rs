@@ -140,6 +140,8 @@ pub struct Server {
     pub watch_config: bool,
     /// Where a new process (`serve --upgrade`) receives the listening sockets of the old one.
     pub upgrade_sock: PathBuf,
+    /// Where `serve --daemon` writes its process id (what systemd's `PIDFile=` reads).
+    pub pid_file: PathBuf,
 }
 
 /// A named group of OpenClaw nodes that serve the same traffic.
@@ -537,6 +539,7 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
         grace_period,
         watch_config,
         upgrade_sock,
+        pid_file,
     } = raw;
     let listen = listen.parse().map_err(|_| {
         err(
@@ -598,6 +601,7 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
         watch_config: watch_config.unwrap_or(true),
         upgrade_sock: upgrade_sock
             .map_or_else(|| database.with_file_name("upgrade.sock"), PathBuf::from),
+        pid_file: pid_file.map_or_else(|| database.with_file_name("exoclaw.pid"), PathBuf::from),
     })
 }
 

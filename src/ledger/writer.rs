@@ -129,7 +129,17 @@ pub struct LedgerWriter {
     /// Taken (and joined) by the first `shutdown`; the lock makes a concurrent second call wait
     /// for the drain instead of returning early.
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// What `launch` needs, until it runs (see `prepare`).
+    pending: Mutex<Option<PendingStart>>,
     queue_capacity: u64,
+}
+
+struct PendingStart {
+    db_path: std::path::PathBuf,
+    receiver: mpsc::Receiver<RequestRecord>,
+    settings: LedgerSettings,
+    clock: SharedClock,
+    limits: WriterLimits,
 }
 
 impl std::fmt::Debug for LedgerWriter {
@@ -160,19 +170,75 @@ impl LedgerWriter {
         clock: SharedClock,
         limits: WriterLimits,
     ) -> Result<LedgerWriter, String> {
+        let writer = LedgerWriter::prepare_with_limits(db_path, settings, clock, limits)?;
+        writer.launch()?;
+        Ok(writer)
+    }
+
+    /// Like `start`, but the writer thread (and its database connection) only starts with
+    /// `launch`. Rows recorded before that wait in the queue. This is for a process that forks
+    /// after building its services (Pingora's daemon mode): a thread or an SQLite connection
+    /// made before a fork does not survive it.
+    pub fn prepare(
+        db_path: &Path,
+        settings: LedgerSettings,
+        clock: SharedClock,
+    ) -> Result<LedgerWriter, String> {
+        LedgerWriter::prepare_with_limits(db_path, settings, clock, DEFAULT_LIMITS)
+    }
+
+    fn prepare_with_limits(
+        db_path: &Path,
+        settings: LedgerSettings,
+        clock: SharedClock,
+        limits: WriterLimits,
+    ) -> Result<LedgerWriter, String> {
         check_settings(&settings)?;
-        let conn = super::open(db_path)?;
+        // Fail now, not in the background, when the database cannot be opened.
+        drop(super::open(db_path)?);
+        let (sender, receiver) = mpsc::sync_channel(settings.queue_capacity);
+        let queue_capacity = u64::try_from(settings.queue_capacity).unwrap_or(u64::MAX);
+        Ok(LedgerWriter {
+            sender: ArcSwapOption::new(Some(Arc::new(sender))),
+            counters: Arc::new(Counters::default()),
+            thread: Mutex::new(None),
+            pending: Mutex::new(Some(PendingStart {
+                db_path: db_path.to_owned(),
+                receiver,
+                settings,
+                clock,
+                limits,
+            })),
+            queue_capacity,
+        })
+    }
+
+    /// Opens the writer's connection and starts its thread; does nothing once started.
+    pub fn launch(&self) -> Result<(), String> {
+        let Some(pending) = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return Ok(());
+        };
+        let PendingStart {
+            db_path,
+            receiver,
+            settings,
+            clock,
+            limits,
+        } = pending;
+        let conn = super::open(&db_path)?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| format!("cannot configure database {}: {e}", db_path.display()))?;
-        let (sender, receiver) = mpsc::sync_channel(settings.queue_capacity);
-        let counters = Arc::new(Counters::default());
-        let queue_capacity = u64::try_from(settings.queue_capacity).unwrap_or(u64::MAX);
         let writer = WriterThread {
             conn,
             receiver,
             settings,
             clock,
-            counters: Arc::clone(&counters),
+            counters: Arc::clone(&self.counters),
             limits,
             failure_log: LogThrottle::default(),
             drop_log: LogThrottle::default(),
@@ -184,12 +250,8 @@ impl LedgerWriter {
             .name("exoclaw-ledger".into())
             .spawn(move || writer.run())
             .map_err(|e| format!("cannot start the ledger writer thread: {e}"))?;
-        Ok(LedgerWriter {
-            sender: ArcSwapOption::new(Some(Arc::new(sender))),
-            counters,
-            thread: Mutex::new(Some(thread)),
-            queue_capacity,
-        })
+        *self.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        Ok(())
     }
 
     /// Non-blocking: try_send into a bounded channel; when full, counts the row as dropped (never
@@ -233,6 +295,10 @@ impl LedgerWriter {
     /// failing, the writer retries for a grace period (30 s) before abandoning the rows it still
     /// holds (counted as dropped, and logged), so shutdown cannot hang forever on a dead disk.
     pub fn shutdown(&self) {
+        // Rows queued before a launch that never came still deserve their drain.
+        if let Err(e) = self.launch() {
+            tracing::error!("ledger: cannot start the writer to drain the queue: {e}");
+        }
         let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
         self.counters.stopping.store(true, Ordering::Relaxed);
         // A `record` that loaded the sender just before this keeps it alive until its send is

@@ -101,6 +101,41 @@ impl Setup {
     }
 }
 
+/// Writes a config for `setup` into a fresh directory; returns it with the public address.
+pub fn write_config(setup: &Setup) -> (TempDir, SocketAddr) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (addr, admin, sidecar) = (free_addr(), free_addr(), free_addr());
+    std::fs::write(
+        dir.path().join("exoclaw.yaml"),
+        setup.yaml(addr, admin, sidecar),
+    )
+    .expect("write config");
+    (dir, addr)
+}
+
+/// Runs `exoclaw <args> --config exoclaw.yaml` in `dir` to completion (e.g. `serve --daemon`,
+/// which returns once the daemon has forked). Output goes to `exoclaw.log` there: a daemon keeps
+/// its stdout and stderr, so pipes would never close.
+pub fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::ExitStatus {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("exoclaw.log"))
+        .expect("log file");
+    Command::new(EXOCLAW)
+        .args(args)
+        .args(["--config", "exoclaw.yaml"])
+        .current_dir(dir)
+        .env("EXOCLAW_LOG", "info")
+        .env("EXOCLAW_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("EXOCLAW_TOKEN_KEY", TOKEN_KEY)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .status()
+        .expect("run exoclaw")
+}
+
 /// A running gateway; killed on drop.
 pub struct Gateway {
     pub addr: SocketAddr,
