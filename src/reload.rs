@@ -129,9 +129,10 @@ pub fn keep_fixed_settings(mut new: Config, running: &Config) -> (Config, Vec<&'
         "stripe.webhook_secret_env",
         new.stripe.webhook_secret_env != running.stripe.webhook_secret_env,
     );
-    let max_request_body = new.server.max_request_body;
+    let (max_request_body, request_log) = (new.server.max_request_body, new.server.request_log);
     new.server = running.server.clone();
     new.server.max_request_body = max_request_body;
+    new.server.request_log = request_log;
     new.database = running.database.clone();
     new.ledger = running.ledger.clone();
     new.auth.admin_token_env = running.auth.admin_token_env.clone();

@@ -304,3 +304,60 @@ async fn a_refused_connection_is_retried_on_another_node() {
     }
     assert_eq!(node.seen().len(), 6);
 }
+
+#[tokio::test]
+async fn one_request_line_per_request_at_the_configured_level() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway_for(&node, "", "").await;
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-user-id", "ana")
+        .header("x-request-id", "trace-log-1")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        if let Some(line) = gw
+            .log()
+            .lines()
+            .find(|l| l.contains("trace-log-1"))
+            .map(str::to_owned)
+        {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request line:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for field in [
+        "exoclaw::request",
+        "user=ana",
+        "node=node-0",
+        "status=200",
+        "latency_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+
+    let quiet = gateway_for(&node, "  request_log: off\n", "").await;
+    let r = client()
+        .post(quiet.url("/v1/chat/completions"))
+        .header("x-request-id", "trace-log-2")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    r.text().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !quiet.log().contains("trace-log-2"),
+        "request_log: off writes no request line"
+    );
+}

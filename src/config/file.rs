@@ -33,6 +33,7 @@ pub struct ServerSection {
     pub watch_config: Option<bool>,
     pub upgrade_sock: Option<String>,
     pub pid_file: Option<String>,
+    pub request_log: Option<RequestLog>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +112,16 @@ pub struct NodeSection {
     pub max_inflight: Option<u32>,
     pub tls: Option<bool>,
     pub sni: Option<String>,
+}
+
+/// The level of the one log line written per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestLog {
+    Off,
+    Debug,
+    Info,
+    Warn,
 }
 
 /// How a pool spreads requests over its nodes.

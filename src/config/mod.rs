@@ -14,7 +14,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use file::{AuthMode, Strategy};
+pub use file::{AuthMode, RequestLog, Strategy};
 use file::{
     AuthSection, ConfigFile, HealthCheckSection, LedgerSection, NodeSection, PoolSection,
     QueueSection, RouteSection, ServerSection, SizeValue, StripeSection, TierSection,
@@ -142,6 +142,8 @@ pub struct Server {
     pub upgrade_sock: PathBuf,
     /// Where `serve --daemon` writes its process id (what systemd's `PIDFile=` reads).
     pub pid_file: PathBuf,
+    /// The level of the per-request log line (`off` silences it).
+    pub request_log: RequestLog,
 }
 
 /// A named group of OpenClaw nodes that serve the same traffic.
@@ -540,6 +542,7 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
         watch_config,
         upgrade_sock,
         pid_file,
+        request_log,
     } = raw;
     let listen = listen.parse().map_err(|_| {
         err(
@@ -602,6 +605,7 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
         upgrade_sock: upgrade_sock
             .map_or_else(|| database.with_file_name("upgrade.sock"), PathBuf::from),
         pid_file: pid_file.map_or_else(|| database.with_file_name("exoclaw.pid"), PathBuf::from),
+        request_log: request_log.unwrap_or(RequestLog::Info),
     })
 }
 

@@ -27,7 +27,7 @@ use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{self, Credentials, Identity, NodeCredential};
 use crate::billing::{self, Billing};
 use crate::clock::SharedClock;
-use crate::config::AuthMode;
+use crate::config::{AuthMode, RequestLog};
 use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::record::RequestRecord;
 use crate::ledger::writer::LedgerWriter;
@@ -501,19 +501,34 @@ impl ProxyHttp for Gateway {
             self.observe(ctx, status, &record);
             self.ledger.record(record);
         }
+        let level = ctx
+            .snapshot
+            .as_ref()
+            .map_or(RequestLog::Info, |s| s.config.server.request_log);
         let req = session.req_header();
-        tracing::info!(
-            target: "exoclaw::request",
-            request_id = %ctx.request_id,
-            method = %req.method,
-            path = %req.uri.path(),
-            user = %ctx.user(),
-            node = %ctx.node_name(),
-            status,
-            latency_ms = ctx.started.elapsed().as_millis() as u64,
-            error = ctx.rejection.as_ref().map(|r| r.code).unwrap_or(""),
-            failure = %e.map(|e| e.etype().as_str()).unwrap_or(""),
-        );
+        // One line per request; never headers or bodies, so no key or token can appear.
+        macro_rules! request_line {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "exoclaw::request",
+                    request_id = %ctx.request_id,
+                    method = %req.method,
+                    path = %req.uri.path(),
+                    user = %ctx.user(),
+                    node = %ctx.node_name(),
+                    status,
+                    latency_ms = ctx.started.elapsed().as_millis() as u64,
+                    error = ctx.rejection.as_ref().map(|r| r.code).unwrap_or(""),
+                    failure = %e.map(|e| e.etype().as_str()).unwrap_or(""),
+                )
+            };
+        }
+        match level {
+            RequestLog::Off => {}
+            RequestLog::Debug => request_line!(debug),
+            RequestLog::Info => request_line!(info),
+            RequestLog::Warn => request_line!(warn),
+        }
     }
 }
 
