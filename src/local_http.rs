@@ -1,4 +1,4 @@
-//! Plumbing shared by the gateway's own HTTP apps (admin API, sidecar): a capped body reader,
+//! Plumbing shared by the gateway's own HTTP apps (admin API, sidecar) and the proxy: a capped body reader,
 //! JSON responses, OpenAI-shaped errors (built by `api_error`) and constant-time secret checks.
 
 use bytes::{Bytes, BytesMut};

@@ -32,6 +32,7 @@ use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::record::RequestRecord;
 use crate::ledger::writer::LedgerWriter;
 use crate::limits::{AuthFailureGuard, RateDecision, RateLimiter};
+use crate::local_http;
 use crate::metrics::Metrics;
 use crate::state::{LiveSnapshot, Snapshot};
 use crate::upstream::admission::Refused;
@@ -262,9 +263,14 @@ impl ProxyHttp for Gateway {
             if snapshot.router.needs_model() && session.req_header().method == http::Method::POST {
                 // Routing looks at `model`: read the body now, before a node is chosen.
                 session.enable_retry_buffering();
-                let body = match prebuffered::read_body(session, max_body).await {
+                let cap = usize::try_from(max_body).unwrap_or(usize::MAX);
+                let body = match local_http::read_body(session.as_downstream_mut(), cap).await {
                     Ok(body) => body,
-                    Err(e) => return reject(session, ctx, e).await,
+                    Err(e) => {
+                        // The rest of the body is never read: close rather than parse it.
+                        session.set_keepalive(None);
+                        return reject(session, ctx, e).await;
+                    }
                 };
                 ctx.model = routing::model_of(&body);
                 if body.len() > prebuffered::REPLAYED_BY_PINGORA {

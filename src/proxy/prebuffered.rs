@@ -6,39 +6,15 @@
 //! the proxy loop (peer choice with connect retries, header policy, body rewrite, response
 //! filters, token accounting), so a 2 MiB prompt routes by its model like a small one.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora::protocols::http::client::HttpSession;
 use pingora::{Error, Result};
 use pingora_proxy::{ProxyHttp, Session};
 
 use super::{Gateway, RequestCtx};
-use crate::api_error::ApiError;
 
 /// Bodies up to this size are replayed by Pingora from its retry buffer.
 pub const REPLAYED_BY_PINGORA: usize = 64 * 1024;
-
-/// Reads the whole request body, refusing more than `cap` bytes.
-pub async fn read_body(session: &mut Session, cap: u64) -> Result<Bytes, ApiError> {
-    let mut body = BytesMut::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if (body.len() + chunk.len()) as u64 > cap {
-                    session.set_keepalive(None);
-                    return Err(ApiError::request_too_large(cap));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body.freeze()),
-            Err(_) => {
-                return Err(ApiError::invalid_request(
-                    "unreadable_body",
-                    "The request body could not be read.",
-                ))
-            }
-        }
-    }
-}
 
 impl Gateway {
     /// Proxies a request whose whole body is in hand. Always answers the client (`Ok(true)`).
