@@ -15,7 +15,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
-use pingora_proxy::http_proxy_service;
+use pingora_proxy::http_proxy;
 
 use crate::admin::AdminApp;
 use crate::auth::codex::TokenCipher;
@@ -29,6 +29,7 @@ use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::writer::{LedgerSettings, LedgerWriter};
 use crate::limits::{AuthFailureGuard, RateLimiter};
 use crate::metrics::Metrics;
+use crate::proxy::drain::Draining;
 use crate::proxy::{headers, Gateway};
 use crate::reload::ConfigWatcher;
 use crate::sidecar::SidecarApp;
@@ -130,6 +131,11 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         graceful_shutdown_timeout_seconds: Some(5),
         upgrade_sock: here.join(&config.server.upgrade_sock).display().to_string(),
         pid_file: here.join(&config.server.pid_file).display().to_string(),
+        // A daemon's foreground process exits only once the daemon has written its PID file
+        // and is about to take the sockets over: systemd's reload runs this first, then sends
+        // SIGQUIT to the old process, then reads the PID file to follow the new one.
+        daemon_wait_for_ready: launch.daemon,
+        daemon_ready_timeout_seconds: std::num::NonZeroU64::new(60),
         ..ServerConf::default()
     };
     let opt = Opt {
@@ -138,7 +144,9 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
+    // Taking the sockets over from an old process happens after the daemon fork, as a service
+    // the listeners wait for (see `daemon_wait_for_ready` above).
+    let bootstrap = server.bootstrap_as_a_service();
 
     let manual_clock = launch
         .manual_clock
@@ -187,9 +195,16 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         connector: pingora::connectors::http::Connector::new(None),
         metrics: metrics.clone(),
     };
-    let mut proxy = http_proxy_service(&server.configuration, gateway);
+    // Accepted connections are answered through the grace period, not dropped at shutdown.
+    let mut proxy = Service::new(
+        "proxy".to_owned(),
+        Draining::new(
+            http_proxy(&server.configuration, gateway),
+            config.server.grace_period,
+        ),
+    );
     proxy.add_tcp(&config.server.listen.to_string());
-    server.add_service(proxy);
+    server.add_service(proxy).add_dependency(&bootstrap);
 
     let mut sidecar = Service::new(
         "sidecar".to_owned(),
@@ -204,7 +219,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         ),
     );
     sidecar.add_tcp(&config.server.sidecar_listen.to_string());
-    server.add_service(sidecar);
+    server.add_service(sidecar).add_dependency(&bootstrap);
 
     let mut admin = Service::new(
         "admin".to_owned(),
@@ -219,7 +234,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         ),
     );
     admin.add_tcp(&config.server.admin_listen.to_string());
-    server.add_service(admin);
+    server.add_service(admin).add_dependency(&bootstrap);
 
     server.add_service(background_service(
         "ledger writer",

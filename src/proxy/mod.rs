@@ -7,6 +7,7 @@
 //! request path reads in-memory snapshots.
 
 pub mod accounting;
+pub mod drain;
 pub mod headers;
 mod prebuffered;
 pub mod respond;

@@ -250,10 +250,21 @@ impl Gateway {
     /// --upgrade` waits for the sockets, SIGQUIT makes the old one hand them over and drain.
     /// Returns the old process's exit status.
     pub fn upgrade(&mut self) -> std::process::ExitStatus {
+        let old = self.start_upgrade();
+        self.wait_for_exit(old)
+    }
+
+    /// Starts a new process with `--upgrade` and sends SIGQUIT to the running one, which hands
+    /// its sockets over and drains; returns the old process (see `wait_for_exit`).
+    pub fn start_upgrade(&mut self) -> Child {
         let new = spawn_with(self.dir.path(), self.manual_clock, &["--upgrade"]);
         std::thread::sleep(Duration::from_millis(500));
         self.signal("-QUIT");
-        let mut old = std::mem::replace(&mut self.child, new);
+        std::mem::replace(&mut self.child, new)
+    }
+
+    /// Waits (up to 30 s) for a process this gateway replaced to exit.
+    pub fn wait_for_exit(&self, mut old: Child) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = old.try_wait().expect("wait for the old exoclaw") {
