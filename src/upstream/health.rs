@@ -33,43 +33,88 @@ impl HealthChecker {
     }
 }
 
-/// Checks one node once; `Err` carries the reason.
-pub async fn check_node(
-    node: &NodeState,
-    settings: &HealthCheck,
-    tls_ca: Option<&Arc<CaType>>,
-) -> Result<(), String> {
-    let host = node
-        .config
-        .tls_sni
-        .clone()
-        .unwrap_or_else(|| node.config.addr.ip().to_string());
-    let mut check = HttpHealthCheck::new(&host, node.config.tls_sni.is_some());
-    check.req.set_uri(
-        settings
-            .path
-            .parse()
-            .map_err(|_| format!("bad health path {}", settings.path))?,
-    );
-    check.peer_template.options.connection_timeout = Some(settings.timeout);
-    check.peer_template.options.read_timeout = Some(settings.timeout);
-    check.peer_template.options.total_connection_timeout = Some(settings.timeout);
-    check.peer_template.options.ca = tls_ca.cloned();
-    let backend = Backend {
-        addr: node.config.addr.into(),
-        weight: node.config.weight,
-        ext: Default::default(),
-    };
-    tokio::time::timeout(settings.timeout * 2, check.check(&backend))
-        .await
-        .map_err(|_| "health check timed out".to_owned())?
-        .map_err(|e| format!("health check failed: {}", e.etype().as_str()))
+/// A node's check, built once and reused on every tick: building one creates a TLS
+/// connector, which reads the whole system certificate store from disk.
+struct PreparedCheck {
+    /// What it was built from; a reload that changes any of it rebuilds the check.
+    recipe: Recipe,
+    check: Arc<HttpHealthCheck>,
+    backend: Backend,
+}
+
+#[derive(PartialEq)]
+struct Recipe {
+    addr: std::net::SocketAddr,
+    tls_sni: Option<String>,
+    path: String,
+    timeout: Duration,
+    /// The pool's CA, by identity (a reload that changes `tls_ca_file` loads a new one).
+    tls_ca: Option<usize>,
+}
+
+impl Recipe {
+    fn of(node: &NodeState, settings: &HealthCheck, tls_ca: Option<&Arc<CaType>>) -> Recipe {
+        Recipe {
+            addr: node.config.addr,
+            tls_sni: node.config.tls_sni.clone(),
+            path: settings.path.clone(),
+            timeout: settings.timeout,
+            tls_ca: tls_ca.map(|ca| Arc::as_ptr(ca) as *const () as usize),
+        }
+    }
+}
+
+impl PreparedCheck {
+    fn build(
+        recipe: Recipe,
+        settings: &HealthCheck,
+        tls_ca: Option<&Arc<CaType>>,
+    ) -> Result<PreparedCheck, String> {
+        let host = recipe
+            .tls_sni
+            .clone()
+            .unwrap_or_else(|| recipe.addr.ip().to_string());
+        let mut check = HttpHealthCheck::new(&host, recipe.tls_sni.is_some());
+        check.req.set_uri(
+            settings
+                .path
+                .parse()
+                .map_err(|_| format!("bad health path {}", settings.path))?,
+        );
+        check.peer_template.options.connection_timeout = Some(settings.timeout);
+        check.peer_template.options.read_timeout = Some(settings.timeout);
+        check.peer_template.options.total_connection_timeout = Some(settings.timeout);
+        check.peer_template.options.ca = tls_ca.cloned();
+        let backend = Backend {
+            addr: recipe.addr.into(),
+            weight: 1,
+            ext: Default::default(),
+        };
+        Ok(PreparedCheck {
+            recipe,
+            check: Arc::new(check),
+            backend,
+        })
+    }
+
+    /// Checks the node once; `Err` carries the reason.
+    async fn run(
+        check: Arc<HttpHealthCheck>,
+        backend: Backend,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        tokio::time::timeout(timeout * 2, check.check(&backend))
+            .await
+            .map_err(|_| "health check timed out".to_owned())?
+            .map_err(|e| format!("health check failed: {}", e.etype().as_str()))
+    }
 }
 
 #[async_trait]
 impl BackgroundService for HealthChecker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut next_due: HashMap<(String, String), Instant> = HashMap::new();
+        let mut prepared: HashMap<(String, String), PreparedCheck> = HashMap::new();
         let mut ticker = tokio::time::interval(TICK);
         loop {
             tokio::select! {
@@ -80,8 +125,7 @@ impl BackgroundService for HealthChecker {
             let now = Instant::now();
             let mut checks = Vec::new();
             for pool in snapshot.pools.iter() {
-                let settings = pool.config().health.clone();
-                let tls_ca = pool.tls_ca().cloned();
+                let settings = &pool.config().health;
                 if !settings.enabled {
                     continue;
                 }
@@ -90,17 +134,44 @@ impl BackgroundService for HealthChecker {
                     if next_due.get(&key).is_some_and(|due| *due > now) {
                         continue;
                     }
-                    next_due.insert(key, now + settings.interval);
-                    let (node, settings) = (Arc::clone(node), settings.clone());
-                    let tls_ca = tls_ca.clone();
+                    next_due.insert(key.clone(), now + settings.interval);
+                    let recipe = Recipe::of(node, settings, pool.tls_ca());
+                    if prepared.get(&key).is_none_or(|p| p.recipe != recipe) {
+                        match PreparedCheck::build(recipe, settings, pool.tls_ca()) {
+                            Ok(check) => {
+                                prepared.insert(key.clone(), check);
+                            }
+                            Err(reason) => {
+                                node.record_failure(&reason, settings.failures);
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(check) = prepared.get(&key) else {
+                        continue;
+                    };
+                    let (node, thresholds) = (Arc::clone(node), settings.clone());
+                    let run = PreparedCheck::run(
+                        check.check.clone(),
+                        check.backend.clone(),
+                        settings.timeout,
+                    );
                     checks.push(async move {
-                        match check_node(&node, &settings, tls_ca.as_ref()).await {
-                            Ok(()) => node.record_success(settings.successes),
-                            Err(reason) => node.record_failure(&reason, settings.failures),
+                        match run.await {
+                            Ok(()) => node.record_success(thresholds.successes),
+                            Err(reason) => node.record_failure(&reason, thresholds.failures),
                         }
                     });
                 }
             }
+            // Nodes removed by a reload drop their checks.
+            next_due.retain(|(pool, node), _| {
+                snapshot
+                    .pools
+                    .iter()
+                    .any(|p| p.name() == pool && p.nodes().iter().any(|n| n.config.name == *node))
+            });
+            prepared.retain(|key, _| next_due.contains_key(key));
             futures_util::future::join_all(checks).await;
         }
     }
