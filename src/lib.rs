@@ -14,6 +14,7 @@ pub mod demo;
 pub mod ledger;
 pub mod limits;
 pub mod local_http;
+pub mod logging;
 pub mod metrics;
 pub mod mock;
 pub mod proxy;

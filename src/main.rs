@@ -1,6 +1,5 @@
 //! The `exoclaw` command line: parse arguments, load config, run. Nothing else lives here.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -147,9 +146,5 @@ fn init_logging() {
     let filter = std::env::var("EXOCLAW_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    exoclaw::logging::init(&filter);
 }

@@ -40,6 +40,7 @@ pub struct Metrics {
     ledger_queue: IntGauge,
     ledger_written: IntGauge,
     ledger_dropped: IntGauge,
+    log_dropped: IntGauge,
     ledger_write_errors: IntGauge,
 }
 
@@ -174,6 +175,10 @@ impl Metrics {
                 "exoclaw_ledger_rows_dropped",
                 "Ledger rows dropped because the queue was full, since start.",
             ),
+            log_dropped: single_gauge(
+                "exoclaw_log_lines_dropped",
+                "Log lines dropped because the log writer's queue was full, since start.",
+            ),
             ledger_write_errors: single_gauge(
                 "exoclaw_ledger_write_errors",
                 "Failed ledger write attempts (each retried) since start.",
@@ -208,6 +213,8 @@ impl Metrics {
         self.ledger_written.set(as_i64(ledger.written));
         self.ledger_dropped.set(as_i64(ledger.dropped));
         self.ledger_write_errors.set(as_i64(ledger.write_errors));
+        self.log_dropped
+            .set(as_i64(crate::logging::dropped_lines()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!("cannot encode metrics: {e}");

@@ -28,6 +28,7 @@ use crate::ledger;
 use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::writer::{LedgerSettings, LedgerWriter};
 use crate::limits::{AuthFailureGuard, RateLimiter};
+use crate::logging;
 use crate::metrics::Metrics;
 use crate::proxy::drain::Draining;
 use crate::proxy::{headers, Gateway};
@@ -84,6 +85,7 @@ impl Handles {
 pub fn run(server: Server, handles: Handles) {
     server.run(RunArgs::default());
     handles.finish();
+    logging::flush();
 }
 
 /// Builds the server, after bringing the database schema up to date and loading credentials.
@@ -237,8 +239,8 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     server.add_service(admin).add_dependency(&bootstrap);
 
     server.add_service(background_service(
-        "ledger writer",
-        LedgerLaunch {
+        "writer threads",
+        WriterThreads {
             ledger: ledger.clone(),
         },
     ));
@@ -293,14 +295,18 @@ fn ensure_can_listen(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
-/// Starts the ledger writer thread once the process is in its final form (after a fork).
-struct LedgerLaunch {
+/// Starts the ledger and log writer threads once the process is in its final form: a thread
+/// made before Pingora's daemon fork does not survive it.
+struct WriterThreads {
     ledger: Arc<LedgerWriter>,
 }
 
 #[async_trait]
-impl BackgroundService for LedgerLaunch {
+impl BackgroundService for WriterThreads {
     async fn start(&self, _shutdown: ShutdownWatch) {
+        if let Err(e) = logging::start_writer_thread() {
+            tracing::error!("the log writer cannot start; log lines go to stderr directly: {e}");
+        }
         if let Err(e) = self.ledger.launch() {
             tracing::error!("the ledger writer cannot start; rows queue until shutdown: {e}");
         }

@@ -119,6 +119,7 @@ async fn metrics_move_as_requests_flow_and_pass_promtool() {
         1.0
     );
     assert!(text.contains("exoclaw_ledger_queue_depth"));
+    assert_eq!(value(&text, "exoclaw_log_lines_dropped"), 0.0);
     assert!(
         !text.contains("metrics-user-secret-name"),
         "no user ids in labels"
