@@ -152,6 +152,20 @@ async fn include_usage_is_injected_and_its_chunk_hidden_unless_the_client_asked(
         chat_body(true)["messages"],
         "the rest is untouched"
     );
+    let framing = |i: usize| {
+        let headers = &node.seen()[i].headers;
+        (
+            headers
+                .get("content-length")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            headers.get("transfer-encoding").is_some(),
+        )
+    };
+    assert_eq!(
+        framing(0),
+        (Some(node.seen()[0].body.len().to_string()), false),
+        "the rewritten body goes with its own length, not chunked"
+    );
     assert!(
         !text.contains("\"choices\":[]"),
         "usage chunk hidden: {text}"
@@ -171,11 +185,25 @@ async fn include_usage_is_injected_and_its_chunk_hidden_unless_the_client_asked(
         text.contains("\"choices\":[]") && text.contains("prompt_tokens"),
         "{text}"
     );
+    let asked_bytes = serde_json::to_vec(&asked).unwrap();
+    assert_eq!(node.seen()[1].body, asked_bytes, "forwarded as sent");
+    assert_eq!(framing(1), (Some(asked_bytes.len().to_string()), false));
+    c.post(gw.url("/v1/chat/completions"))
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        node.seen()[2].body,
+        serde_json::to_vec(&chat_body(false)).unwrap(),
+        "a JSON chat completion is not rewritten"
+    );
+    assert_eq!(framing(2).1, false, "nor sent chunked");
 
-    gw.wait_for_rows(2).await;
+    gw.wait_for_rows(3).await;
     let rows = rows(&gw);
     let (prompt, completion) = expected_usage();
-    for row in &rows {
+    for row in &rows[..2] {
         assert!(row.reported && row.streamed);
         assert_eq!(row.total, Some((prompt + completion) as i64));
     }

@@ -1,12 +1,14 @@
 //! Token accounting for one proxied request, as its bodies pass through the filters.
 //!
 //! Request side: a streaming chat completion gets `stream_options.include_usage: true` when the
-//! client did not ask, so the node reports exact usage (the whole request body is gathered for
-//! this, which is why such requests go upstream chunked). Response side: JSON bodies are
-//! collected up to a cap and their `usage` read at the end; SSE streams are parsed incrementally
-//! as chunks pass, never held back, except that when the gateway injected `include_usage` the
-//! usage-only event is removed before it reaches the client (only an incomplete event is ever
-//! held, until its end arrives). When no usage arrives, tokens are estimated from bytes.
+//! client did not ask, so the node reports exact usage. The proxy reads a chat completion's
+//! body before choosing a node and hands it to `prepare_request_body`; when it is rewritten, the
+//! new body replaces the client's on its way upstream, with its own `Content-Length`.
+//! Response side: JSON bodies are collected up to a cap and their `usage` read at the end; SSE
+//! streams are parsed incrementally as chunks pass, never held back, except that when the
+//! gateway injected `include_usage` the usage-only event is removed before it reaches the client
+//! (only an incomplete event is ever held, until its end arrives). When no usage arrives, tokens
+//! are estimated from bytes.
 
 use bytes::{Bytes, BytesMut};
 
@@ -28,8 +30,8 @@ pub struct Tokens {
 
 #[derive(Default)]
 pub struct Accounting {
-    /// Request body being gathered for the `include_usage` rewrite.
-    gathering: Option<BytesMut>,
+    /// The rewritten request body, sent instead of the client's (again on a retry).
+    replacement: Option<Bytes>,
     /// The gateway injected `include_usage`: hide the usage event from this client.
     injected: bool,
     response: Response,
@@ -49,32 +51,31 @@ enum Response {
 }
 
 impl Accounting {
-    /// Gather this request's body for the rewrite (streaming chat completions).
-    pub fn gather_request_body(&mut self) {
-        self.gathering = Some(BytesMut::new());
+    /// Looks at a chat completion's whole body: a streaming request that did not ask for usage
+    /// gets `include_usage`, and its rewritten body replaces the client's upstream.
+    pub fn prepare_request_body(&mut self, body: &[u8]) {
+        if let Rewrite::Injected(rewritten) = inject_include_usage(body) {
+            self.injected = true;
+            self.replacement = Some(rewritten);
+        }
     }
 
-    /// Passes a request body chunk on, or holds it while gathering; at the end of the body,
-    /// emits the whole (possibly rewritten) body.
-    pub fn request_chunk(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
-        let Some(gathered) = self.gathering.as_mut() else {
+    /// The length of the body sent instead of the client's, when it was rewritten.
+    pub fn replacement_len(&self) -> Option<usize> {
+        self.replacement.as_ref().map(Bytes::len)
+    }
+
+    /// Swaps the client's body for the rewritten one as it goes upstream: its bytes are
+    /// dropped, and the rewritten body goes out at the end.
+    pub fn request_chunk(&self, body: &mut Option<Bytes>, end_of_stream: bool) {
+        let Some(replacement) = &self.replacement else {
             return;
         };
-        if let Some(chunk) = body.take() {
-            gathered.extend_from_slice(&chunk);
-        }
-        if !end_of_stream {
+        *body = Some(if end_of_stream {
+            replacement.clone()
+        } else {
             // An empty chunk tells Pingora "nothing yet" without ending the upstream body.
-            *body = Some(Bytes::new());
-            return;
-        }
-        let original = self.gathering.take().unwrap_or_default().freeze();
-        *body = Some(match inject_include_usage(&original) {
-            Rewrite::Injected(rewritten) => {
-                self.injected = true;
-                rewritten
-            }
-            Rewrite::AlreadyAsked | Rewrite::Unchanged => original,
+            Bytes::new()
         });
     }
 

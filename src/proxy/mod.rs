@@ -40,7 +40,7 @@ use crate::upstream::admission::Refused;
 use crate::upstream::{routing, InflightGuard};
 use accounting::Accounting;
 use respond::ExtraHeaders;
-use route::Route;
+use route::{Route, CHAT_COMPLETIONS};
 
 /// The gateway's proxy logic, shared by every request.
 pub struct Gateway {
@@ -261,8 +261,11 @@ impl ProxyHttp for Gateway {
                 Ok(credential) => ctx.credential = Some(credential),
                 Err(e) => return reject(session, ctx, e).await,
             }
-            if snapshot.router.needs_model() && session.req_header().method == http::Method::POST {
-                // Routing looks at `model`: read the body now, before a node is chosen.
+            let post = session.req_header().method == http::Method::POST;
+            let chat = post && session.req_header().uri.path() == CHAT_COMPLETIONS;
+            if post && (snapshot.router.needs_model() || chat) {
+                // Routing looks at `model`, and a streaming chat completion may need
+                // `include_usage`: read the body now, before a node is chosen.
                 session.enable_retry_buffering();
                 let cap = usize::try_from(max_body).unwrap_or(usize::MAX);
                 let body = match local_http::read_body(session.as_downstream_mut(), cap).await {
@@ -273,7 +276,12 @@ impl ProxyHttp for Gateway {
                         return reject(session, ctx, e).await;
                     }
                 };
-                ctx.model = routing::model_of(&body);
+                if snapshot.router.needs_model() {
+                    ctx.model = routing::model_of(&body);
+                }
+                if chat {
+                    ctx.accounting.prepare_request_body(&body);
+                }
                 if body.len() > prebuffered::REPLAYED_BY_PINGORA {
                     // Pingora replays a pre-read body only up to its retry buffer (64 KiB).
                     return self.forward_prebuffered(session, ctx, body).await;
@@ -387,14 +395,10 @@ impl ProxyHttp for Gateway {
         if let Some(NodeCredential::CodexToken(token)) = &ctx.credential {
             upstream.insert_header(headers::CODEX_TOKEN, &**token)?;
         }
-        if ctx.route == Route::Node
-            && upstream.method == http::Method::POST
-            && upstream.uri.path() == "/v1/chat/completions"
-        {
-            // The body may grow by `include_usage`: its length is unknown until it is read.
-            upstream.remove_header(&http::header::CONTENT_LENGTH);
-            upstream.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-            ctx.accounting.gather_request_body();
+        if let Some(len) = ctx.accounting.replacement_len() {
+            // The body grew by `include_usage` (see `request_filter`).
+            upstream.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
         }
         if matches!(ctx.route, Route::Sidecar | Route::Webhook) {
             upstream.insert_header(headers::INTERNAL_SECRET, &*self.sidecar_secret)?;

@@ -16,6 +16,9 @@ pub enum Route {
     Unknown,
 }
 
+/// The one endpoint whose request body the gateway may rewrite (`include_usage`).
+pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+
 pub fn classify(path: &str) -> Route {
     match path {
         "/health" | "/healthz" => Route::Health,
