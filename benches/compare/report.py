@@ -56,10 +56,13 @@ def figures(run_dir, name):
             "p99_us": p["p99"] * 1e6,
         }
 
+    throughput = oha("throughput")
+    cpu = load(os.path.join(run_dir, f"{name}-cpu.json"))["cpu_seconds"]
+    throughput["server_cpu_us_per_request"] = cpu * 1e6 / throughput["requests_ok"]
     ttft = load(os.path.join(run_dir, f"{name}-ttft.json"))
     rss = load(os.path.join(run_dir, f"{name}-rss.json"))
     return {
-        "throughput": oha("throughput"),
+        "throughput": throughput,
         "concurrency_1": oha("c1"),
         "fixed_rate": oha("rate"),
         "first_event": {**ttft["first_event"], "requests": ttft["requests"]},
@@ -90,11 +93,11 @@ def us(value):
 
 def table(results, names):
     head = (
-        "| target | req/s, 64 conn. | × floor | c=1 p50 / p99 µs | added p50 / p99 | "
+        "| target | req/s, 64 conn. | × floor | server CPU µs/req | c=1 p50 / p99 µs | added p50 / p99 | "
         f"{results['settings']['rate']:,} req/s p50 / p99 µs | added p50 / p99 | "
         "first event p50 / p99 µs | added p50 / p99 | peak RSS MB |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     rate = results["settings"]["rate"]
     for name in names:
         t = results["targets"][name]
@@ -114,6 +117,7 @@ def table(results, names):
         ratio = f"{c['throughput_ratio']:.2f}" if c else "1.00"
         lines.append(
             f"| {name} | {v['throughput']['requests_per_s']:,.0f} | {ratio} | "
+            f"{v['throughput']['server_cpu_us_per_request']:,.0f} | "
             f"{pair('concurrency_1')} | {added('concurrency_1')} | "
             f"{pair('fixed_rate')} | {added('fixed_rate')} | "
             f"{pair('first_event')} | {added('first_event')} | "
