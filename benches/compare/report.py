@@ -163,7 +163,7 @@ def write_table(run_dir, results_path, command, names):
     names = names.split()
     machine = load(os.path.join(run_dir, "machine.json"))
     results = {
-        "command": command,
+        "command": command.strip(),
         "machine": machine,
         "settings": {
             "connections": int(os.environ.get("CONNECTIONS", 64)),
