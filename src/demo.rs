@@ -153,6 +153,7 @@ impl BackgroundService for MockService {
         };
         let options = MockOptions {
             event_delay: std::time::Duration::from_millis(40),
+            skip_recording: true,
             ..MockOptions::default()
         };
         let _node = MockNode::serve_on(listener, options);

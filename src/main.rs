@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use exoclaw::config::Config;
+use exoclaw::mock::standalone::StandaloneOptions;
 use exoclaw::server::{self, Launch};
 
 #[derive(Parser)]
@@ -65,6 +67,18 @@ enum Command {
     Demo {
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
+    },
+    /// Run only the built-in mock OpenClaw node: a stand-in node for trying a config.
+    MockNode {
+        /// Address to listen on (port 0: any free port; the first line printed names it).
+        #[arg(long, default_value = "127.0.0.1:18789")]
+        listen: SocketAddr,
+        /// Pause between two streamed events (e.g. `40ms`), to watch a stream arrive.
+        #[arg(long, default_value = "0ms", value_parser = exoclaw::config::units::parse_duration)]
+        event_delay: Duration,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
 }
 
@@ -131,6 +145,15 @@ fn main() -> ExitCode {
                 KeysCommand::Revoke { id } => exoclaw::cli::keys_revoke(&config, &id),
             }),
         Command::Demo { listen } => exoclaw::demo::run(listen),
+        Command::MockNode {
+            listen,
+            event_delay,
+            threads,
+        } => exoclaw::mock::standalone::run(StandaloneOptions {
+            listen,
+            event_delay,
+            threads,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

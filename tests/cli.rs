@@ -1,4 +1,4 @@
-//! The command line as an operator and a newcomer use it: `check` and `demo`.
+//! The command line as an operator and a newcomer use it: `check`, `demo` and `mock-node`.
 
 mod common;
 
@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_addr, EXOCLAW};
+use common::{chat_body, client, free_addr, EXOCLAW};
 
 fn check(config_text: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
@@ -109,4 +109,70 @@ fn demo_curl_lines_work_as_printed() {
     let stream = String::from_utf8(stream.stdout).unwrap();
     assert!(stream.matches("data: {").count() > 3, "{stream}");
     assert!(stream.ends_with("data: [DONE]\n\n"), "{stream}");
+}
+
+/// `exoclaw mock-node` on port 0 names its address, answers a chat completion and a stream like
+/// an OpenClaw node, and stops cleanly on SIGTERM.
+#[tokio::test]
+async fn mock_node_answers_chat_completions_and_stops_on_sigterm() {
+    let mut child = Command::new(EXOCLAW)
+        .args(["mock-node", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first_line = String::new();
+    BufReader::new(stdout).read_line(&mut first_line).unwrap();
+    let addr = first_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the first line names the address: {first_line:?}"))
+        .to_owned();
+
+    let url = format!("http://{addr}/v1/chat/completions");
+    let response = client()
+        .post(&url)
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let completion: serde_json::Value = response.json().await.unwrap();
+    assert!(completion["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Hello"));
+    assert!(completion["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+    let response = client()
+        .post(&url)
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let stream = response.text().await.unwrap();
+    assert!(stream.matches("data: {").count() > 3, "{stream}");
+    assert!(stream.ends_with("data: [DONE]\n\n"), "{stream}");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mock-node did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
 }

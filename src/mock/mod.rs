@@ -5,12 +5,14 @@
 //! realistic `usage` numbers. It is not a model: the answer echoes the question.
 //!
 //! For tests it records every request it receives (headers and body, exactly as the gateway
-//! forwarded them), can pace streamed events, and can hold a stream after its first event until
+//! forwarded them; `skip_recording` turns that off for long runs), can pace streamed events, and can hold a stream after its first event until
 //! the test releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms.
 //! Dropping a `MockNode` closes its listener and every open connection, like a node dying.
 //! `start_tls` serves the same over TLS, for testing nodes reached with TLS and SNI.
+//! `standalone` runs it as its own process (`exoclaw mock-node`).
 
 pub mod openai;
+pub mod standalone;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,6 +38,10 @@ pub struct MockOptions {
     pub event_delay: Duration,
     /// When set, a stream sends its first event, then waits for one permit before the rest.
     pub hold_after_first_event: Option<Arc<Semaphore>>,
+    /// Keep no copy of the requests, so `seen()` and `health_probes()` stay empty. A mock that
+    /// answers for hours (`exoclaw mock-node`, the comparative benchmark) would otherwise grow
+    /// by every request it serves.
+    pub skip_recording: bool,
 }
 
 /// A request as the mock received it.
@@ -153,6 +159,9 @@ async fn accept_loop(
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        // A stream is many small writes (head, then one event each): without this, Nagle holds
+        // each behind the peer's delayed ACK, and every stream takes 40 ms more than it should.
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let tls = tls.clone();
         connections.spawn(async move {
@@ -183,13 +192,15 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
             ))
         }
     };
-    if let Ok(mut seen) = shared.seen.lock() {
-        seen.push(SeenRequest {
-            method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
-            headers: parts.headers.clone(),
-            body: body.clone(),
-        });
+    if !shared.options.skip_recording {
+        if let Ok(mut seen) = shared.seen.lock() {
+            seen.push(SeenRequest {
+                method: parts.method.clone(),
+                path: parts.uri.path().to_owned(),
+                headers: parts.headers.clone(),
+                body: body.clone(),
+            });
+        }
     }
     let delay_ms = parts
         .headers

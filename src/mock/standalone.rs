@@ -1,0 +1,78 @@
+//! `exoclaw mock-node`: the mock OpenClaw node as a process of its own.
+//!
+//! Operators use it as a stand-in node for trying a config (point a pool at it, send requests,
+//! watch the ledger and the metrics) without a real OpenClaw node; the comparative benchmark
+//! (`benches/compare/run`) uses it as the upstream of every proxy it measures, and measures it
+//! directly as the floor. It keeps no record of the requests it answers (`skip_recording`), so
+//! its memory stays flat however long it runs. It stops on Ctrl-C or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{MockNode, MockOptions};
+
+/// How `exoclaw mock-node` was asked to run.
+pub struct StandaloneOptions {
+    pub listen: SocketAddr,
+    /// Pause between two streamed events (0: as fast as possible).
+    pub event_delay: Duration,
+    /// Tokio worker threads; `None`: one per core.
+    pub threads: Option<usize>,
+}
+
+/// Serves until Ctrl-C or SIGTERM. Returns an error only when start-up fails.
+pub fn run(options: StandaloneOptions) -> Result<(), String> {
+    let StandaloneOptions {
+        listen,
+        event_delay,
+        threads,
+    } = options;
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("mock node cannot listen on {listen}: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("mock node cannot listen on {listen}: {e}"))?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .thread_name("exoclaw-mock")
+        .build()
+        .map_err(|e| format!("cannot start the mock node's runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| format!("mock node cannot listen on {addr}: {e}"))?;
+        let _node = MockNode::serve_on(
+            listener,
+            MockOptions {
+                event_delay,
+                skip_recording: true,
+                ..MockOptions::default()
+            },
+        );
+        // The first line names the address, so a caller that asked for port 0 can read it.
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(
+            stdout,
+            "mock OpenClaw node listening on http://{addr} (answers /v1/chat/completions, \
+             /v1/embeddings, /v1/models, /healthz; Ctrl-C stops it)"
+        )
+        .and_then(|()| stdout.flush());
+        wait_for_stop().await
+    })
+}
+
+async fn wait_for_stop() -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
