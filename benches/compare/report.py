@@ -112,7 +112,12 @@ def table(results, names):
         def added(key):
             if not c:
                 return "—"
-            return f"{us(c[f'{key}_p50_us_added'])} / {us(c[f'{key}_p99_us_added'])}"
+
+            def one(value):
+                # Below zero, the floor's own run was slower at that percentile: noise.
+                return us(value) if value >= 0 else "≤ 0 (noisy floor)"
+
+            return f"{one(c[f'{key}_p50_us_added'])} / {one(c[f'{key}_p99_us_added'])}"
 
         ratio = f"{c['throughput_ratio']:.2f}" if c else "1.00"
         lines.append(
@@ -141,9 +146,21 @@ def issue_targets(results):
         )
         checks.append(("throughput ≥ 80% of nginx's", f"{share:.0%}", share >= 0.8))
     added = c["fixed_rate_p99_us_added"]
-    checks.append(
-        (f"added p99 < 1 ms at {results['settings']['rate']:,} req/s", f"{added:,.0f} µs", added < 1000)
-    )
+    what = f"added p99 < 1 ms at {results['settings']['rate']:,} req/s"
+    if added >= 0:
+        checks.append((what, f"{added:,.0f} µs", added < 1000))
+    else:
+        # The floor's run had the worse tail (a hiccup of the machine): "added" means nothing
+        # then, but a target whose whole p99 is under 1 ms cannot have added more than that.
+        whole = v["fixed_rate"]["p99_us"]
+        floor = targets["direct"]["figures"]["fixed_rate"]["p99_us"]
+        checks.append(
+            (
+                what,
+                f"{whole:,.0f} µs p99 in all (the floor's own p99 was {floor:,.0f} µs: a noisy floor run)",
+                whole < 1000,
+            )
+        )
     added = c["first_event_p50_us_added"]
     checks.append(
         (
