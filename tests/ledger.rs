@@ -379,3 +379,64 @@ async fn usage_shows_per_user_totals_in_the_cli_and_the_admin_api() {
     let admin: Value = admin.json().await.unwrap();
     assert_eq!(admin["users"], users);
 }
+
+/// The Responses API through the gateway: a JSON answer and a stream, each recorded with the
+/// node's `usage` (`input_tokens` / `output_tokens`), the stream passed to the client whole.
+#[tokio::test]
+async fn responses_api_answers_and_streams_are_counted_from_their_usage() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = Gateway::start(Setup::nodes(&[node.addr()])).await;
+    let c = client();
+    let ask = |stream: bool| {
+        serde_json::json!({
+            "model": "gpt-4o",
+            "input": [{ "role": "user", "content": "What is a claw?" }],
+            "stream": stream,
+        })
+    };
+    let expected = ChatRequest::parse_responses(ask(false).to_string().as_bytes()).unwrap();
+    let (input, output) = (expected.prompt_tokens, expected.answer_words().len() as u64);
+
+    let answer: Value = c
+        .post(gw.url("/v1/responses"))
+        .json(&ask(false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["object"], "response");
+    assert_eq!(answer["usage"]["input_tokens"], input);
+
+    let stream = c
+        .post(gw.url("/v1/responses"))
+        .json(&ask(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let text = stream.text().await.unwrap();
+    assert!(text.starts_with("event: response.created\n"), "{text}");
+    assert!(
+        text.contains("event: response.completed\n") && text.contains("\"output_tokens\""),
+        "the client gets the usage event too: {text}"
+    );
+    assert_eq!(
+        node.seen()[1].body,
+        serde_json::to_vec(&ask(true)).unwrap(),
+        "a Responses request is forwarded as sent"
+    );
+
+    gw.wait_for_rows(2).await;
+    let rows = rows(&gw);
+    for (row, streamed) in rows.iter().zip([false, true]) {
+        assert_eq!(row.endpoint, "/v1/responses");
+        assert_eq!(row.status, 200);
+        assert!(row.reported, "usage from the node: {row:?}");
+        assert_eq!(row.streamed, streamed);
+        assert_eq!(row.prompt, Some(input as i64));
+        assert_eq!(row.completion, Some(output as i64));
+        assert_eq!(row.total, Some((input + output) as i64));
+    }
+}

@@ -1,12 +1,13 @@
 //! A mock OpenClaw node: an OpenAI-compatible HTTP server for `exoclaw demo`, tests and benches.
 //!
 //! It answers `/v1/chat/completions` (JSON, or SSE with `stream: true`, honouring
-//! `stream_options.include_usage`), `/v1/embeddings`, `/v1/models` and `/healthz`, with
+//! `stream_options.include_usage`), `/v1/responses` (JSON, or SSE ending in
+//! `response.completed` with `usage`), `/v1/embeddings`, `/v1/models` and `/healthz`, with
 //! realistic `usage` numbers. It is not a model: the answer echoes the question.
 //!
 //! For tests it records every request it receives (headers and body, exactly as the gateway
-//! forwarded them; `skip_recording` turns that off for long runs), can pace streamed events, and can hold a stream after its first event until
-//! the test releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms.
+//! forwarded them; `skip_recording` turns that off for long runs), can pace streamed events,
+//! and can hold a stream after its first event until the test releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms.
 //! Dropping a `MockNode` closes its listener and every open connection, like a node dying.
 //! `start_tls` serves the same over TLS, for testing nodes reached with TLS and SNI.
 //! `standalone` runs it as its own process (`exoclaw mock-node`).
@@ -221,11 +222,25 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
             ),
         },
         (&Method::POST, "/v1/chat/completions") => match openai::ChatRequest::parse(&body) {
-            Ok(chat) if chat.stream => stream_chat(&chat, now, &shared.options),
+            Ok(chat) if chat.stream => stream_events(
+                openai::chat_stream_events(&completion_id(), now, &chat),
+                &shared.options,
+            ),
             Ok(chat) => json(
                 StatusCode::OK,
                 &openai::chat_completion(&completion_id(), now, &chat),
             ),
+            Err(m) => json(
+                StatusCode::BAD_REQUEST,
+                &openai::error(&m, "invalid_request_error"),
+            ),
+        },
+        (&Method::POST, "/v1/responses") => match openai::ChatRequest::parse_responses(&body) {
+            Ok(req) if req.stream => stream_events(
+                openai::response_stream_events(&response_id(), now, &req),
+                &shared.options,
+            ),
+            Ok(req) => json(StatusCode::OK, &openai::response(&response_id(), now, &req)),
             Err(m) => json(
                 StatusCode::BAD_REQUEST,
                 &openai::error(&m, "invalid_request_error"),
@@ -239,8 +254,8 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     Ok(response)
 }
 
-fn stream_chat(chat: &openai::ChatRequest, now: u64, options: &MockOptions) -> Response<Body> {
-    let frames = openai::chat_stream_events(&completion_id(), now, chat);
+/// Streams SSE frames, one per event, paced and held as `options` say.
+fn stream_events(frames: Vec<String>, options: &MockOptions) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let options = options.clone();
     tokio::spawn(async move {
@@ -278,6 +293,10 @@ fn json(status: StatusCode, value: &Value) -> Response<Body> {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(value.to_string())).boxed())
         .expect("static response parts are valid")
+}
+
+fn response_id() -> String {
+    format!("resp_{}", &crate::proxy::headers::new_request_id()[4..28])
 }
 
 fn completion_id() -> String {

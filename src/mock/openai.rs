@@ -1,5 +1,5 @@
-//! The OpenAI-compatible answers of the mock node: chat completions (JSON and SSE), embeddings,
-//! models. Deterministic text, realistic `usage` numbers, and the SSE framing that official SDKs
+//! The OpenAI-compatible answers of the mock node: chat completions and the Responses API (JSON
+//! and SSE), embeddings, models. Deterministic text, realistic `usage` numbers, and the SSE framing that official SDKs
 //! parse (`data: {...}\n\n` events, a usage-only chunk when `stream_options.include_usage`, and
 //! `data: [DONE]`).
 
@@ -46,6 +46,39 @@ impl ChatRequest {
                 .as_bool()
                 .unwrap_or(false),
             prompt_tokens: prompt_tokens + 3,
+            last_user_message,
+        })
+    }
+
+    /// A Responses API request (`input` as a string or a list of messages), read as the same
+    /// question a chat completion would ask.
+    pub fn parse_responses(body: &[u8]) -> Result<ChatRequest, String> {
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| format!("request body is not JSON: {e}"))?;
+        let (prompt_tokens, last_user_message) = match &v["input"] {
+            Value::String(text) => (estimate_tokens(text) + 4, text.clone()),
+            Value::Array(items) => {
+                let mut tokens = 0;
+                let mut last = String::new();
+                for item in items {
+                    let content = match &item["content"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    tokens += estimate_tokens(&content) + 4;
+                    if item["role"] == "user" {
+                        last = content;
+                    }
+                }
+                (tokens, last)
+            }
+            _ => return Err("`input` must be a string or an array".into()),
+        };
+        Ok(ChatRequest {
+            model: v["model"].as_str().unwrap_or("openclaw").to_owned(),
+            stream: v["stream"].as_bool().unwrap_or(false),
+            include_usage: false,
+            prompt_tokens,
             last_user_message,
         })
     }
@@ -137,6 +170,72 @@ pub fn chat_stream_events(id: &str, created: u64, req: &ChatRequest) -> Vec<Stri
     let mut frames: Vec<String> = events.iter().map(|e| format!("data: {e}\n\n")).collect();
     frames.push("data: [DONE]\n\n".to_owned());
     frames
+}
+
+/// A Responses API `response` object; `done` gives it its output and `usage`.
+fn response_object(id: &str, created: u64, req: &ChatRequest, done: bool) -> Value {
+    let words = req.answer_words();
+    let completion = words.len() as u64;
+    let mut response = json!({
+        "id": id,
+        "object": "response",
+        "created_at": created,
+        "status": if done { "completed" } else { "in_progress" },
+        "model": req.model,
+        "output": [],
+        "usage": Value::Null,
+    });
+    if done {
+        response["output"] = json!([{
+            "type": "message",
+            "id": format!("msg_{}", &id[5..]),
+            "status": "completed",
+            "role": "assistant",
+            "content": [{ "type": "output_text", "text": words.concat(), "annotations": [] }],
+        }]);
+        response["usage"] = json!({
+            "input_tokens": req.prompt_tokens,
+            "input_tokens_details": { "cached_tokens": 0 },
+            "output_tokens": completion,
+            "output_tokens_details": { "reasoning_tokens": 0 },
+            "total_tokens": req.prompt_tokens + completion,
+        });
+    }
+    response
+}
+
+/// The answer to `POST /v1/responses` without `stream`.
+pub fn response(id: &str, created: u64, req: &ChatRequest) -> Value {
+    response_object(id, created, req, true)
+}
+
+/// The SSE events of a streamed Responses API answer: `response.created`, one
+/// `response.output_text.delta` per word, `response.completed` carrying `usage`.
+pub fn response_stream_events(id: &str, created: u64, req: &ChatRequest) -> Vec<String> {
+    let mut events = vec![json!({
+        "type": "response.created",
+        "sequence_number": 0,
+        "response": response_object(id, created, req, false),
+    })];
+    for word in req.answer_words() {
+        events.push(json!({
+            "type": "response.output_text.delta",
+            "sequence_number": events.len(),
+            "item_id": format!("msg_{}", &id[5..]),
+            "output_index": 0,
+            "content_index": 0,
+            "delta": word,
+        }));
+    }
+    events.push(json!({
+        "type": "response.completed",
+        "sequence_number": events.len(),
+        "response": response_object(id, created, req, true),
+    }));
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .collect()
 }
 
 pub fn embeddings(body: &[u8]) -> Result<Value, String> {

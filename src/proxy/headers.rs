@@ -149,6 +149,9 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        assert!(now - millis < 60_000, "the id starts with the time: {first}");
+        assert!(
+            now - millis < 60_000,
+            "the id starts with the time: {first}"
+        );
     }
 }
