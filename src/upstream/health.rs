@@ -42,14 +42,29 @@ struct PreparedCheck {
     backend: Backend,
 }
 
-#[derive(PartialEq)]
 struct Recipe {
     addr: std::net::SocketAddr,
     tls_sni: Option<String>,
     path: String,
     timeout: Duration,
-    /// The pool's CA, by identity (a reload that changes `tls_ca_file` loads a new one).
-    tls_ca: Option<usize>,
+    /// The pool's CA (a reload that changes `tls_ca_file` loads a new one). Held, so that
+    /// comparing by identity cannot mistake a new CA for a freed one at the same address.
+    tls_ca: Option<Arc<CaType>>,
+}
+
+impl PartialEq for Recipe {
+    fn eq(&self, other: &Recipe) -> bool {
+        let same_ca = match (&self.tls_ca, &other.tls_ca) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_ca
+            && self.addr == other.addr
+            && self.tls_sni == other.tls_sni
+            && self.path == other.path
+            && self.timeout == other.timeout
+    }
 }
 
 impl Recipe {
@@ -59,32 +74,28 @@ impl Recipe {
             tls_sni: node.config.tls_sni.clone(),
             path: settings.path.clone(),
             timeout: settings.timeout,
-            tls_ca: tls_ca.map(|ca| Arc::as_ptr(ca) as *const () as usize),
+            tls_ca: tls_ca.cloned(),
         }
     }
 }
 
 impl PreparedCheck {
-    fn build(
-        recipe: Recipe,
-        settings: &HealthCheck,
-        tls_ca: Option<&Arc<CaType>>,
-    ) -> Result<PreparedCheck, String> {
+    fn build(recipe: Recipe) -> Result<PreparedCheck, String> {
         let host = recipe
             .tls_sni
             .clone()
             .unwrap_or_else(|| recipe.addr.ip().to_string());
         let mut check = HttpHealthCheck::new(&host, recipe.tls_sni.is_some());
         check.req.set_uri(
-            settings
+            recipe
                 .path
                 .parse()
-                .map_err(|_| format!("bad health path {}", settings.path))?,
+                .map_err(|_| format!("bad health path {}", recipe.path))?,
         );
-        check.peer_template.options.connection_timeout = Some(settings.timeout);
-        check.peer_template.options.read_timeout = Some(settings.timeout);
-        check.peer_template.options.total_connection_timeout = Some(settings.timeout);
-        check.peer_template.options.ca = tls_ca.cloned();
+        check.peer_template.options.connection_timeout = Some(recipe.timeout);
+        check.peer_template.options.read_timeout = Some(recipe.timeout);
+        check.peer_template.options.total_connection_timeout = Some(recipe.timeout);
+        check.peer_template.options.ca = recipe.tls_ca.clone();
         let backend = Backend {
             addr: recipe.addr.into(),
             weight: 1,
@@ -137,7 +148,7 @@ impl BackgroundService for HealthChecker {
                     next_due.insert(key.clone(), now + settings.interval);
                     let recipe = Recipe::of(node, settings, pool.tls_ca());
                     if prepared.get(&key).is_none_or(|p| p.recipe != recipe) {
-                        match PreparedCheck::build(recipe, settings, pool.tls_ca()) {
+                        match PreparedCheck::build(recipe) {
                             Ok(check) => {
                                 prepared.insert(key.clone(), check);
                             }
