@@ -20,7 +20,7 @@ use pingora::services::background::BackgroundService;
 use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::Config;
+use crate::config::{Config, Server};
 use crate::metrics::Metrics;
 use crate::state::{LiveSnapshot, Snapshot};
 
@@ -86,27 +86,43 @@ pub fn keep_fixed_settings(mut new: Config, running: &Config) -> (Config, Vec<&'
             fixed.push(name);
         }
     };
-    keep("server.listen", new.server.listen != running.server.listen);
+    // Destructured without `..`: a new `server` setting must be placed here, as fixed or live.
+    let Server {
+        listen,
+        admin_listen,
+        sidecar_listen,
+        threads,
+        max_request_body: _,
+        grace_period,
+        watch_config,
+        upgrade_sock,
+        pid_file,
+        request_log: _,
+    } = &running.server;
+    keep("server.listen", new.server.listen != *listen);
     keep(
         "server.admin_listen",
-        new.server.admin_listen != running.server.admin_listen,
+        new.server.admin_listen != *admin_listen,
     );
     keep(
         "server.sidecar_listen",
-        new.server.sidecar_listen != running.server.sidecar_listen,
+        new.server.sidecar_listen != *sidecar_listen,
     );
-    keep(
-        "server.threads",
-        new.server.threads != running.server.threads,
-    );
+    keep("server.threads", new.server.threads != *threads);
     keep(
         "server.grace_period",
-        new.server.grace_period != running.server.grace_period,
+        new.server.grace_period != *grace_period,
     );
     keep(
         "server.watch_config",
-        new.server.watch_config != running.server.watch_config,
+        new.server.watch_config != *watch_config,
     );
+    // The running process hands its sockets over through the path it started with.
+    keep(
+        "server.upgrade_sock",
+        new.server.upgrade_sock != *upgrade_sock,
+    );
+    keep("server.pid_file", new.server.pid_file != *pid_file);
     keep("database", new.database != running.database);
     keep("ledger", new.ledger != running.ledger);
     keep(
@@ -183,5 +199,29 @@ impl BackgroundService for ConfigWatcher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOLS: &str = "pools: { p: { nodes: [ { name: a, addr: \"127.0.0.1:1\" } ] } }\n";
+    const LISTEN: &str = "listen: \"127.0.0.1:8787\"";
+
+    #[test]
+    fn start_up_settings_keep_their_running_values_and_are_named() {
+        let running = Config::from_yaml(&format!("{POOLS}server: {{ {LISTEN} }}\n")).unwrap();
+        let edited = Config::from_yaml(&format!(
+            "{POOLS}server: {{ {LISTEN}, upgrade_sock: other.sock, pid_file: other.pid, \
+             request_log: warn, max_request_body: 1KiB }}\n"
+        ))
+        .unwrap();
+        let (merged, fixed) = keep_fixed_settings(edited, &running);
+        assert_eq!(fixed, ["server.upgrade_sock", "server.pid_file"]);
+        assert_eq!(merged.server.upgrade_sock, running.server.upgrade_sock);
+        assert_eq!(merged.server.pid_file, running.server.pid_file);
+        assert_eq!(merged.server.request_log, crate::config::RequestLog::Warn);
+        assert_eq!(merged.server.max_request_body, 1024);
     }
 }
