@@ -26,19 +26,7 @@ impl ChatRequest {
         let messages = v["messages"]
             .as_array()
             .ok_or("`messages` must be an array")?;
-        let mut prompt_tokens = 0;
-        let mut last_user_message = String::new();
-        for m in messages {
-            let content = match &m["content"] {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            // Each message carries a few tokens of framing in OpenAI's accounting.
-            prompt_tokens += estimate_tokens(&content) + 4;
-            if m["role"] == "user" {
-                last_user_message = content;
-            }
-        }
+        let (prompt_tokens, last_user_message) = read_messages(messages);
         Ok(ChatRequest {
             model: v["model"].as_str().unwrap_or("openclaw").to_owned(),
             stream: v["stream"].as_bool().unwrap_or(false),
@@ -57,21 +45,7 @@ impl ChatRequest {
             serde_json::from_slice(body).map_err(|e| format!("request body is not JSON: {e}"))?;
         let (prompt_tokens, last_user_message) = match &v["input"] {
             Value::String(text) => (estimate_tokens(text) + 4, text.clone()),
-            Value::Array(items) => {
-                let mut tokens = 0;
-                let mut last = String::new();
-                for item in items {
-                    let content = match &item["content"] {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    tokens += estimate_tokens(&content) + 4;
-                    if item["role"] == "user" {
-                        last = content;
-                    }
-                }
-                (tokens, last)
-            }
+            Value::Array(items) => read_messages(items),
             _ => return Err("`input` must be a string or an array".into()),
         };
         Ok(ChatRequest {
@@ -105,6 +79,24 @@ impl ChatRequest {
             })
             .collect()
     }
+}
+
+/// The prompt tokens of a list of messages, and the text of the last user message.
+fn read_messages(messages: &[Value]) -> (u64, String) {
+    let mut tokens = 0;
+    let mut last_user_message = String::new();
+    for m in messages {
+        let content = match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        // Each message carries a few tokens of framing in OpenAI's accounting.
+        tokens += estimate_tokens(&content) + 4;
+        if m["role"] == "user" {
+            last_user_message = content;
+        }
+    }
+    (tokens, last_user_message)
 }
 
 pub fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
