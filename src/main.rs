@@ -110,7 +110,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Check { config } => Config::load(&config)
+        Command::Check { config } => Config::load_to_serve(&config)
             .map(|_| println!("{}: OK", config.display()))
             .map_err(|e| e.to_string()),
         Command::Serve {
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
             upgrade,
             manual_clock,
             daemon,
-        } => Config::load(&config)
+        } => Config::load_to_serve(&config)
             .map_err(|e| e.to_string())
             .and_then(|parsed| {
                 server::build(

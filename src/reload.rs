@@ -45,7 +45,7 @@ impl ConfigWatcher {
 
     /// Reloads the file now; `why` says what triggered it (for the log).
     pub fn reload(&self, why: &str) -> Result<(), String> {
-        let result = Config::load(&self.path).map_err(|e| e.to_string());
+        let result = Config::load_to_serve(&self.path).map_err(|e| e.to_string());
         let new = match result {
             Ok(config) => config,
             Err(e) => {

@@ -150,9 +150,14 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     // the listeners wait for (see `daemon_wait_for_ready` above).
     let bootstrap = server.bootstrap_as_a_service();
 
-    let manual_clock = launch
-        .manual_clock
-        .then(|| Arc::new(ManualClock::new(SystemClock.now_ms())));
+    let manual_clock = launch.manual_clock.then(|| {
+        // Tests that live in a given month start the clock in it (quotas load that month).
+        let start = std::env::var("EXOCLAW_MANUAL_CLOCK_START_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| SystemClock.now_ms());
+        Arc::new(ManualClock::new(start))
+    });
     let clock: SharedClock = match &manual_clock {
         Some(manual) => manual.clone(),
         None => Arc::new(SystemClock),

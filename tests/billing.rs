@@ -23,9 +23,10 @@ stripe: { upgrade_url: \"https://exoclaw.example/upgrade\", past_due_grace: 1d }
 const NOV_30_23H_MS: u64 = 1_796_079_600_000;
 
 async fn gateway(node: &MockNode) -> Gateway {
-    let gw = Gateway::start(Setup::nodes(&[node.addr()]).top(TIERS).manual_clock()).await;
-    gw.set_clock(NOV_30_23H_MS).await;
-    gw
+    let setup = Setup::nodes(&[node.addr()])
+        .top(TIERS)
+        .clock_starting_at(NOV_30_23H_MS);
+    Gateway::start(setup).await
 }
 
 /// Sends a webhook signed `t=now` with `secrets` (one v1 per secret).

@@ -48,6 +48,22 @@ pub fn is_gateway_key(value: &str) -> bool {
     value.starts_with(KEY_PREFIX)
 }
 
+/// True when `value` holds something shaped like a gateway key anywhere in it (`exo_` and at
+/// least 16 hex digits): such a header value is never forwarded to a node.
+pub fn mentions_gateway_key(value: &[u8]) -> bool {
+    const MIN_HEX: usize = 16;
+    let prefix = KEY_PREFIX.as_bytes();
+    value.windows(prefix.len()).enumerate().any(|(at, window)| {
+        window.eq_ignore_ascii_case(prefix)
+            && value[at + prefix.len()..]
+                .iter()
+                .take(MIN_HEX)
+                .filter(|b| b.is_ascii_hexdigit())
+                .count()
+                == MIN_HEX
+    })
+}
+
 /// What a valid key stands for.
 #[derive(Debug)]
 pub struct KeyRecord {
@@ -113,6 +129,18 @@ impl KeyIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_key_is_recognised_anywhere_in_a_value() {
+        let key = mint().secret;
+        assert!(mentions_gateway_key(key.as_bytes()));
+        assert!(mentions_gateway_key(format!("Bearer {key}").as_bytes()));
+        assert!(mentions_gateway_key(
+            format!("x;{}", key.to_uppercase()).as_bytes()
+        ));
+        assert!(!mentions_gateway_key(b"sk-proj-exo_abc"));
+        assert!(!mentions_gateway_key(b"exo_"));
+    }
 
     fn record(user: &str) -> KeyRecord {
         KeyRecord {

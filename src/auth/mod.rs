@@ -120,6 +120,19 @@ pub fn authenticate(
     auth: &Auth,
     keys: &KeyIndex,
 ) -> Result<Identity, ApiError> {
+    // One value each: a second value could carry what the first was checked against.
+    for name in [
+        http::header::AUTHORIZATION.as_str(),
+        headers::GATEWAY_KEY,
+        headers::USER_ID,
+    ] {
+        if req.headers.get_all(name).iter().count() > 1 {
+            return Err(ApiError::invalid_request(
+                "duplicate_header",
+                format!("The request carries more than one {name} header. Send one."),
+            ));
+        }
+    }
     let claimed = match req.headers.get(headers::USER_ID) {
         None => None,
         Some(v) if headers::is_well_formed_id(v.as_bytes()) => {
@@ -184,13 +197,22 @@ pub fn authenticate(
     }
 }
 
-/// What authorises a request at the node.
-#[derive(Debug, Clone, PartialEq)]
+/// What authorises a request at the node. Its `Debug` shows the kind, never the secret.
+#[derive(Clone, PartialEq)]
 pub enum NodeCredential {
-    /// BYOK: the client's `Authorization: Bearer sk-…`, forwarded verbatim.
-    ProviderKey,
+    /// BYOK: the client's `Authorization` value (`Bearer sk-…`), forwarded verbatim.
+    ProviderKey(http::HeaderValue),
     /// Codex: the user's stored token, sent as `X-Codex-Token`.
     CodexToken(Arc<str>),
+}
+
+impl std::fmt::Debug for NodeCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeCredential::ProviderKey(_) => f.write_str("ProviderKey(…)"),
+            NodeCredential::CodexToken(_) => f.write_str("CodexToken(…)"),
+        }
+    }
 }
 
 pub fn node_credential(
@@ -203,15 +225,14 @@ pub fn node_credential(
         AuthMode::Byok => {
             let has_provider_key = !identity.authorization_holds_gateway_key
                 && headers::bearer(&req.headers).is_some_and(|b| !b.is_empty());
-            if has_provider_key {
-                Ok(NodeCredential::ProviderKey)
-            } else {
-                Err(ApiError::unauthenticated(
+            match req.headers.get(http::header::AUTHORIZATION) {
+                Some(value) if has_provider_key => Ok(NodeCredential::ProviderKey(value.clone())),
+                _ => Err(ApiError::unauthenticated(
                     "missing_provider_key",
                     "Missing provider key. Set Authorization: Bearer sk-… to your own OpenAI \
                      key (OPENAI_API_KEY in your .env), and send your gateway key as \
                      X-Gateway-Key: exo_….",
-                ))
+                )),
             }
         }
         AuthMode::Codex => codex
@@ -302,6 +323,14 @@ mod tests {
             "conflicting_gateway_keys"
         );
         assert_eq!(code(&[("x-user-id", "bad id")]), "invalid_user_id");
+        assert_eq!(
+            code(&[
+                ("x-gateway-key", KEY),
+                ("authorization", "Bearer sk-ana"),
+                ("authorization", &format!("Bearer {KEY}"))
+            ]),
+            "duplicate_header"
+        );
     }
 
     #[test]
@@ -328,7 +357,9 @@ mod tests {
         let id = authenticate(&req, &auth(true), &index).unwrap();
         assert_eq!(
             node_credential(&req, AuthMode::Byok, &id, &codex),
-            Ok(NodeCredential::ProviderKey)
+            Ok(NodeCredential::ProviderKey(http::HeaderValue::from_static(
+                "Bearer sk-ana"
+            )))
         );
     }
 

@@ -101,6 +101,10 @@ pub struct PoolSection {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
+    pub auth_token_env: Option<String>,
+    pub byok_header: Option<String>,
+    pub session: Option<SessionMode>,
+    pub allow_openclaw_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +116,18 @@ pub struct NodeSection {
     pub max_inflight: Option<u32>,
     pub tls: Option<bool>,
     pub sni: Option<String>,
+    pub auth_token_env: Option<String>,
+}
+
+/// Which OpenClaw session a request lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// One session per authenticated user (and per sub-session the user names), chosen by
+    /// the gateway.
+    PerUser,
+    /// A fresh session for every request: the node keeps no conversation between requests.
+    PerRequest,
 }
 
 /// The level of the one log line written per request.

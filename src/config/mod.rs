@@ -14,7 +14,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use file::{AuthMode, RequestLog, Strategy};
+pub use file::{AuthMode, RequestLog, SessionMode, Strategy};
 use file::{
     AuthSection, ConfigFile, HealthCheckSection, LedgerSection, NodeSection, PoolSection,
     QueueSection, RouteSection, ServerSection, SizeValue, StripeSection, TierSection,
@@ -160,6 +160,57 @@ pub struct Pool {
     /// Certificates (DER) that TLS nodes of this pool must chain to, from `tls_ca_file`; empty
     /// means the system's trust store.
     pub tls_ca: Vec<Vec<u8>>,
+    /// Where a BYOK provider key travels when `Authorization` carries the node's token
+    /// (lower-case header name).
+    pub byok_header: Option<String>,
+    /// One session per user, or a fresh one per request.
+    pub session: SessionMode,
+    /// `x-openclaw-*` headers a client may send to this pool's nodes (lower case); every other
+    /// one is dropped. Never `x-openclaw-scopes` or `x-openclaw-session-key`.
+    pub allow_openclaw_headers: Vec<String>,
+}
+
+/// `x-openclaw-*` headers no pool may let a client send: the session is the gateway's choice,
+/// and scopes are an operator's.
+pub const NEVER_FROM_CLIENT: [&str; 2] = ["x-openclaw-session-key", "x-openclaw-scopes"];
+
+/// A node's bearer token: the environment variable it is read from, and its value when that
+/// variable is set. The value is never shown: not by `Debug`, not in an error, not in a log.
+#[derive(Clone, PartialEq)]
+pub struct NodeToken {
+    /// The environment variable's name.
+    pub env: String,
+    /// The config key that named it (`pools.p.auth_token_env`), for errors.
+    pub key_path: String,
+    value: Option<std::sync::Arc<str>>,
+}
+
+impl NodeToken {
+    /// Reads the variable now (start-up, `check`, reload).
+    fn from_env(env: String, key_path: String) -> NodeToken {
+        let value = std::env::var(&env)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(std::sync::Arc::from);
+        NodeToken {
+            env,
+            key_path,
+            value,
+        }
+    }
+
+    /// The token, when its variable was set.
+    pub fn value(&self) -> Option<&str> {
+        self.value.as_deref()
+    }
+}
+
+impl fmt::Debug for NodeToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.value.is_some() { "set" } else { "unset" };
+        write!(f, "NodeToken({}: {state})", self.env)
+    }
 }
 
 /// Active health checking of a pool's nodes.
@@ -219,6 +270,8 @@ pub struct Node {
     pub max_inflight: Option<u32>,
     /// TLS to the node, with this SNI (None: plain TCP, the norm inside a Tailscale mesh).
     pub tls_sni: Option<String>,
+    /// The token sent as `Authorization: Bearer …` to this node (its own, or its pool's).
+    pub auth_token: Option<NodeToken>,
 }
 
 /// A config problem, with the dotted path of the key it concerns.
@@ -253,6 +306,48 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err("", format!("cannot read {}: {e}", path.display())))?;
         Config::from_yaml(&text)
+    }
+
+    /// Loads the file the way `serve`, `check` and a reload need it: valid, and with every
+    /// secret it names present in the environment. (Commands that never reach a node, such as
+    /// `keys` and `usage`, use `load` and need no node token.)
+    pub fn load_to_serve(path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::load(path)?;
+        config.require_node_tokens()?;
+        Ok(config)
+    }
+
+    /// Every node token the config names is set, and can travel in a header.
+    pub fn require_node_tokens(&self) -> Result<(), ConfigError> {
+        let tokens = self
+            .pools
+            .values()
+            .flat_map(|pool| &pool.nodes)
+            .filter_map(|node| node.auth_token.as_ref());
+        for token in tokens {
+            match token.value() {
+                None => {
+                    return Err(err(
+                        &token.key_path,
+                        format!(
+                            "environment variable `{}` is not set (it holds the node token)",
+                            token.env
+                        ),
+                    ))
+                }
+                Some(value) if http::HeaderValue::from_str(&format!("Bearer {value}")).is_err() => {
+                    return Err(err(
+                        &token.key_path,
+                        format!(
+                            "environment variable `{}` holds characters a header cannot carry",
+                            token.env
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Parses and validates YAML text.
@@ -292,6 +387,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
     let routes = validate_routes(routes, &pools)?;
     let auth = validate_auth(auth)?;
+    check_byok_travels_beside_node_tokens(&auth, &pools)?;
     let (tiers, default_tier) = validate_tiers(tiers, default_tier, &pools, &routes)?;
     let stripe = validate_stripe(stripe.unwrap_or_default(), &tiers)?;
     Ok(Config {
@@ -305,6 +401,29 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         pools,
         routes,
     })
+}
+
+/// In BYOK mode the client's provider key goes to the node in `Authorization`; a node that
+/// takes its own token there needs the provider key moved to the pool's `byok_header`.
+fn check_byok_travels_beside_node_tokens(
+    auth: &Auth,
+    pools: &BTreeMap<String, Pool>,
+) -> Result<(), ConfigError> {
+    if auth.mode != AuthMode::Byok {
+        return Ok(());
+    }
+    for (name, pool) in pools {
+        let has_token = pool.nodes.iter().any(|n| n.auth_token.is_some());
+        if has_token && pool.byok_header.is_none() {
+            return Err(err(
+                format!("pools.{name}.byok_header"),
+                "this pool's nodes take their token in Authorization, where BYOK mode would put \
+                 the provider key: name another header for the provider key (e.g. \
+                 `byok_header: x-provider-authorization`)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_stripe(
@@ -620,8 +739,27 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
         connect_timeout,
         read_timeout,
         write_timeout,
+        auth_token_env,
+        byok_header,
+        session,
+        allow_openclaw_headers,
     } = raw;
     let at = format!("pools.{name}");
+    let pool_token = auth_token_env
+        .map(|env| {
+            let path = format!("{at}.auth_token_env");
+            env_var_name(&path, Some(env), "").map(|env| NodeToken::from_env(env, path))
+        })
+        .transpose()?;
+    let byok_header = byok_header
+        .map(|h| validate_byok_header(&format!("{at}.byok_header"), h))
+        .transpose()?;
+    let allow_openclaw_headers = allow_openclaw_headers
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| validate_openclaw_header(&format!("{at}.allow_openclaw_headers[{i}]"), h))
+        .collect::<Result<Vec<_>, _>>()?;
     let tls_ca = match tls_ca_file {
         None => Vec::new(),
         Some(path) => {
@@ -634,7 +772,7 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
     let nodes = nodes
         .into_iter()
         .enumerate()
-        .map(|(i, node)| validate_node(&format!("{at}.nodes[{i}]"), node))
+        .map(|(i, node)| validate_node(&format!("{at}.nodes[{i}]"), node, pool_token.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, node) in nodes.iter().enumerate() {
         if nodes[..i].iter().any(|n| n.name == node.name) {
@@ -720,7 +858,55 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
         health,
         queue,
         max_connect_attempts,
+        byok_header,
+        session: session.unwrap_or(SessionMode::PerUser),
+        allow_openclaw_headers,
     })
+}
+
+/// Header names the gateway itself sets or strips on the way to a node: none of them can carry
+/// a BYOK key.
+const RESERVED_HEADER_PREFIXES: [&str; 4] =
+    ["x-openclaw-", "x-forwarded-", "x-exoclaw-", "forwarded"];
+
+fn validate_byok_header(path: &str, name: String) -> Result<String, ConfigError> {
+    let lower = name.trim().to_ascii_lowercase();
+    if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+        return Err(err(path, format!("`{name}` is not a header name")));
+    }
+    if lower == "authorization"
+        || lower == "host"
+        || RESERVED_HEADER_PREFIXES
+            .iter()
+            .any(|p| lower.starts_with(p))
+    {
+        return Err(err(
+            path,
+            format!("`{name}` is a header the gateway sets itself: name another"),
+        ));
+    }
+    Ok(lower)
+}
+
+fn validate_openclaw_header(path: &str, name: String) -> Result<String, ConfigError> {
+    let lower = name.trim().to_ascii_lowercase();
+    if !lower.starts_with("x-openclaw-") || http::HeaderName::from_bytes(lower.as_bytes()).is_err()
+    {
+        return Err(err(
+            path,
+            format!("`{name}` is not an `x-openclaw-*` header name"),
+        ));
+    }
+    if NEVER_FROM_CLIENT.contains(&lower.as_str()) {
+        return Err(err(
+            path,
+            format!(
+                "`{lower}` can never come from a client: the gateway chooses the session, and \
+                 scopes are an operator's"
+            ),
+        ));
+    }
+    Ok(lower)
 }
 
 /// Reads PEM certificates and checks each parses as X.509 (a bad file fails at load, not at the
@@ -748,7 +934,11 @@ fn at_least_one(path: &str, value: Option<u32>, default: u32) -> Result<u32, Con
     }
 }
 
-fn validate_node(at: &str, raw: NodeSection) -> Result<Node, ConfigError> {
+fn validate_node(
+    at: &str,
+    raw: NodeSection,
+    pool_token: Option<&NodeToken>,
+) -> Result<Node, ConfigError> {
     let NodeSection {
         name,
         addr,
@@ -756,7 +946,18 @@ fn validate_node(at: &str, raw: NodeSection) -> Result<Node, ConfigError> {
         max_inflight,
         tls,
         sni,
+        auth_token_env,
     } = raw;
+    let auth_token = match auth_token_env {
+        Some(env) => {
+            let path = format!("{at}.auth_token_env");
+            Some(NodeToken::from_env(
+                env_var_name(&path, Some(env), "")?,
+                path,
+            ))
+        }
+        None => pool_token.cloned(),
+    };
     if name.trim().is_empty() {
         return Err(err(format!("{at}.name"), "must not be empty"));
     }
@@ -781,6 +982,7 @@ fn validate_node(at: &str, raw: NodeSection) -> Result<Node, ConfigError> {
         weight,
         max_inflight,
         tls_sni,
+        auth_token,
     })
 }
 

@@ -3,7 +3,7 @@
 //! Request side: a streaming chat completion gets `stream_options.include_usage: true` when the
 //! client did not ask, so the node reports exact usage. The proxy reads a chat completion's
 //! body before choosing a node and hands it to `prepare_request_body`; when it is rewritten, the
-//! new body replaces the client's on its way upstream, with its own `Content-Length`.
+//! proxy sends the new body instead of the client's, with its own `Content-Length`.
 //! Response side: JSON bodies are collected up to a cap and their `usage` read at the end; SSE
 //! streams are parsed incrementally as chunks pass, never held back, except that when the
 //! gateway injected `include_usage` the usage-only event is removed before it reaches the client
@@ -30,8 +30,6 @@ pub struct Tokens {
 
 #[derive(Default)]
 pub struct Accounting {
-    /// The rewritten request body, sent instead of the client's (again on a retry).
-    replacement: Option<Bytes>,
     /// The gateway injected `include_usage`: hide the usage event from this client.
     injected: bool,
     response: Response,
@@ -52,31 +50,15 @@ enum Response {
 
 impl Accounting {
     /// Looks at a chat completion's whole body: a streaming request that did not ask for usage
-    /// gets `include_usage`, and its rewritten body replaces the client's upstream.
-    pub fn prepare_request_body(&mut self, body: &[u8]) {
-        if let Rewrite::Injected(rewritten) = inject_include_usage(body) {
-            self.injected = true;
-            self.replacement = Some(rewritten);
+    /// gets `include_usage`. Returns the body to send instead, when it was rewritten.
+    pub fn prepare_request_body(&mut self, body: &[u8]) -> Option<Bytes> {
+        match inject_include_usage(body) {
+            Rewrite::Injected(rewritten) => {
+                self.injected = true;
+                Some(rewritten)
+            }
+            Rewrite::Unchanged | Rewrite::AlreadyAsked => None,
         }
-    }
-
-    /// The length of the body sent instead of the client's, when it was rewritten.
-    pub fn replacement_len(&self) -> Option<usize> {
-        self.replacement.as_ref().map(Bytes::len)
-    }
-
-    /// Swaps the client's body for the rewritten one as it goes upstream: its bytes are
-    /// dropped, and the rewritten body goes out at the end.
-    pub fn request_chunk(&self, body: &mut Option<Bytes>, end_of_stream: bool) {
-        let Some(replacement) = &self.replacement else {
-            return;
-        };
-        *body = Some(if end_of_stream {
-            replacement.clone()
-        } else {
-            // An empty chunk tells Pingora "nothing yet" without ending the upstream body.
-            Bytes::new()
-        });
     }
 
     /// Chooses how to read the response, from its `Content-Type`. Returns true when the body

@@ -19,6 +19,17 @@ pub const GATEWAY_KEY: &str = "x-gateway-key";
 /// The user id a client claims (the seed's header).
 pub const USER_ID: &str = "x-user-id";
 
+/// Proxy → node: the OpenClaw session the request lands in, chosen by the gateway only.
+pub const OPENCLAW_SESSION_KEY: &str = "x-openclaw-session-key";
+/// Client → proxy: the name of one of the caller's own sessions (namespaced under the user).
+pub const SESSION_ID: &str = "x-session-id";
+/// Proxy → node: the client's address, as the gateway saw it (a client's own copy is dropped).
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const FORWARDED: &str = "forwarded";
+/// Dropped from clients: some nodes read it as the client's address.
+pub const X_REAL_IP: &str = "x-real-ip";
+
 /// Proxy → sidecar: the per-process secret proving a request came through the proxy.
 pub const INTERNAL_SECRET: &str = "x-exoclaw-internal";
 /// Proxy → sidecar: `key` when the user was proven by a gateway key (not just claimed).

@@ -9,9 +9,12 @@
 pub mod accounting;
 pub mod drain;
 pub mod headers;
+pub mod node_headers;
+pub mod path;
 mod prebuffered;
 pub mod respond;
 pub mod route;
+pub mod session;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -28,7 +31,8 @@ use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{self, Credentials, Identity, NodeCredential};
 use crate::billing::{self, Billing};
 use crate::clock::SharedClock;
-use crate::config::{AuthMode, RequestLog};
+use crate::config::RequestLog;
+use crate::config::SessionMode;
 use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::record::RequestRecord;
 use crate::ledger::writer::LedgerWriter;
@@ -41,6 +45,7 @@ use crate::upstream::{routing, InflightGuard};
 use accounting::Accounting;
 use respond::ExtraHeaders;
 use route::{Route, CHAT_COMPLETIONS};
+use session::UserField;
 
 /// The gateway's proxy logic, shared by every request.
 pub struct Gateway {
@@ -66,6 +71,12 @@ pub struct RequestCtx {
     arrived_ms: u64,
     client_ip: Option<IpAddr>,
     snapshot: Option<Arc<Snapshot>>,
+    /// The request's path with its dot segments resolved: what is classified, routed, logged
+    /// and sent to the node.
+    path: String,
+    /// The path the client sent differs from `path` (or came in absolute form): the node gets
+    /// the normalised one.
+    path_rewritten: bool,
     route: Route,
     request_id: String,
     identity: Option<Identity>,
@@ -86,6 +97,14 @@ pub struct RequestCtx {
     first_byte: Option<Instant>,
     rate: Option<RateDecision>,
     credential: Option<NodeCredential>,
+    /// The OpenClaw session the gateway chose (`x-openclaw-session-key`).
+    session_key: Option<String>,
+    /// The body the node receives instead of the client's (`user` namespaced,
+    /// `include_usage` added), sent again on a retry.
+    node_body: Option<Bytes>,
+    /// The last attempt failed on a reused connection: the next one opens a fresh connection
+    /// and does not keep it.
+    fresh_connection: bool,
     node: Option<(Arc<str>, SocketAddr)>,
     failed_nodes: Vec<SocketAddr>,
     request_body_bytes: u64,
@@ -129,6 +148,8 @@ impl ProxyHttp for Gateway {
             arrived_ms: 0,
             client_ip: None,
             snapshot: None,
+            path: String::new(),
+            path_rewritten: false,
             route: Route::Unknown,
             request_id: String::new(),
             identity: None,
@@ -143,6 +164,9 @@ impl ProxyHttp for Gateway {
             first_byte: None,
             rate: None,
             credential: None,
+            session_key: None,
+            node_body: None,
+            fresh_connection: false,
             node: None,
             failed_nodes: Vec::new(),
             request_body_bytes: 0,
@@ -163,7 +187,19 @@ impl ProxyHttp for Gateway {
                 .map(|v| v.as_bytes()),
         );
         ctx.snapshot = Some(snapshot.clone());
-        ctx.route = route::classify(session.req_header().uri.path());
+        let uri = &session.req_header().uri;
+        match path::normalize(uri.path()) {
+            Ok(normalized) => {
+                ctx.path_rewritten = normalized != uri.path() || uri.scheme().is_some();
+                ctx.path = normalized.into_owned();
+            }
+            Err(refused) => {
+                ctx.path = uri.path().to_owned();
+                let error = ApiError::invalid_request("invalid_path", refused.message());
+                return reject(session, ctx, error).await;
+            }
+        }
+        ctx.route = route::classify(&ctx.path);
         match ctx.route {
             Route::Health => {
                 let headers = ctx.response_headers();
@@ -171,10 +207,25 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
             Route::Unknown => {
-                let path = session.req_header().uri.path().to_owned();
+                let path = ctx.path.clone();
                 return reject(session, ctx, ApiError::not_found(&path)).await;
             }
             Route::Node | Route::Sidecar | Route::Webhook => {}
+        }
+        if ctx.route == Route::Node
+            && session
+                .req_header()
+                .headers
+                .contains_key(http::header::UPGRADE)
+        {
+            // OpenClaw serves its WebSocket control protocol on the same port: a connection
+            // upgraded through the gateway would escape every per-request limit and the ledger.
+            session.set_keepalive(None);
+            let error = ApiError::invalid_request(
+                "upgrade_refused",
+                "Connection upgrades (WebSocket) are not available through the gateway.",
+            );
+            return reject(session, ctx, error).await;
         }
         let config = &snapshot.config;
         let max_body = config.server.max_request_body;
@@ -261,39 +312,14 @@ impl ProxyHttp for Gateway {
                 Ok(credential) => ctx.credential = Some(credential),
                 Err(e) => return reject(session, ctx, e).await,
             }
-            let post = session.req_header().method == http::Method::POST;
-            let chat = post && session.req_header().uri.path() == CHAT_COMPLETIONS;
-            if post && (snapshot.router.needs_model() || chat) {
-                // Routing looks at `model`, and a streaming chat completion may need
-                // `include_usage`: read the body now, before a node is chosen.
-                session.enable_retry_buffering();
-                let cap = usize::try_from(max_body).unwrap_or(usize::MAX);
-                let body = match local_http::read_body(session.as_downstream_mut(), cap).await {
-                    Ok(body) => body,
-                    Err(e) => {
-                        // The rest of the body is never read: close rather than parse it.
-                        session.set_keepalive(None);
-                        return reject(session, ctx, e).await;
-                    }
-                };
-                if snapshot.router.needs_model() {
-                    ctx.model = routing::model_of(&body);
-                }
-                if chat {
-                    ctx.accounting.prepare_request_body(&body);
-                }
-                if body.len() > prebuffered::REPLAYED_BY_PINGORA {
-                    // Pingora replays a pre-read body only up to its retry buffer (64 KiB).
-                    return self.forward_prebuffered(session, ctx, body).await;
-                }
-            }
+            return self.prepare_node_request(session, ctx, &snapshot).await;
         }
         Ok(false)
     }
 
     async fn upstream_peer(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot()?.clone();
@@ -302,11 +328,13 @@ impl ProxyHttp for Gateway {
             ctx.node = Some((Arc::from("sidecar"), addr));
             return Ok(Box::new(HttpPeer::new(addr, false, String::new())));
         }
-        let path = session.req_header().uri.path().to_owned();
-        let pool_name = snapshot
-            .router
-            .pool_for(&path, ctx.model.as_deref(), &ctx.tier_pool)
-            .to_owned();
+        let pool_name = match &ctx.pool {
+            Some(pool) => pool.clone(),
+            None => snapshot
+                .router
+                .pool_for(&ctx.path, ctx.model.as_deref(), &ctx.tier_pool)
+                .to_owned(),
+        };
         let Some(pool) = snapshot.pools.get(&pool_name) else {
             ctx.rejection = Some(ApiError::no_healthy_node(&pool_name));
             return Err(Error::explain(ErrorType::HTTPStatus(503), "unknown pool"));
@@ -322,10 +350,14 @@ impl ProxyHttp for Gateway {
         loop {
             // While others wait for a slot, a newcomer queues behind them.
             if woken || queue.waiting() == 0 {
-                if let Some(picked) = pool.pick(ctx.user().as_bytes(), &ctx.failed_nodes) {
+                if let Some(mut picked) = pool.pick(ctx.user().as_bytes(), &ctx.failed_nodes) {
                     let node = picked.guard.node();
                     ctx.node = Some((Arc::from(node.config.name.as_str()), node.config.addr));
                     ctx.inflight = Some(picked.guard);
+                    if ctx.fresh_connection {
+                        // A group of its own: no pooled connection matches it.
+                        picked.peer.group_key = rand::random::<u64>() | 1;
+                    }
                     return Ok(picked.peer);
                 }
             }
@@ -358,6 +390,21 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let replayable = !session.as_ref().retry_buffer_truncated();
+        let retry = self.broken_reused_connection(ctx, &e, client_reused, replayable);
+        e.set_retry(retry);
+        e
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -376,31 +423,21 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        for name in headers::STRIPPED_FROM_CLIENT {
-            upstream.remove_header(name);
-        }
-        let mode = ctx.snapshot()?.config.auth.mode;
         let identity = ctx
             .identity
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no identity"))?;
-        // A gateway key never reaches a node; in Codex mode the node authorises by token only.
-        if identity.authorization_holds_gateway_key
-            || (ctx.route == Route::Node && mode == AuthMode::Codex)
-        {
-            upstream.remove_header(&http::header::AUTHORIZATION);
-        }
-        upstream.insert_header(headers::FORWARDED_USER, identity.user.as_str())?;
-        upstream.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
-        if let Some(NodeCredential::CodexToken(token)) = &ctx.credential {
-            upstream.insert_header(headers::CODEX_TOKEN, &**token)?;
-        }
-        if let Some(len) = ctx.accounting.replacement_len() {
-            // The body grew by `include_usage` (see `request_filter`).
-            upstream.remove_header(&http::header::TRANSFER_ENCODING);
-            upstream.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
-        }
-        if matches!(ctx.route, Route::Sidecar | Route::Webhook) {
+        if ctx.route == Route::Node {
+            self.prepare_node_head(upstream, ctx)?;
+        } else {
+            for name in headers::STRIPPED_FROM_CLIENT {
+                upstream.remove_header(name);
+            }
+            if identity.authorization_holds_gateway_key {
+                upstream.remove_header(&http::header::AUTHORIZATION);
+            }
+            upstream.insert_header(headers::FORWARDED_USER, identity.user.as_str())?;
+            upstream.insert_header(headers::REQUEST_ID, ctx.request_id.as_str())?;
             upstream.insert_header(headers::INTERNAL_SECRET, &*self.sidecar_secret)?;
             if identity.key.is_some() {
                 upstream.insert_header(headers::AUTHENTICATED_BY, "key")?;
@@ -408,6 +445,22 @@ impl ProxyHttp for Gateway {
             if !ctx.tier.is_empty() {
                 upstream.insert_header(headers::TIER, ctx.tier.as_str())?;
             }
+        }
+        if ctx.path_rewritten {
+            let query = upstream
+                .uri
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            let uri: http::Uri = format!("{}{query}", ctx.path)
+                .parse()
+                .map_err(|_| Error::explain(ErrorType::InternalError, "normalised path"))?;
+            upstream.set_uri(uri);
+        }
+        if let Some(body) = &ctx.node_body {
+            // The body was rewritten before routing (see `prepare_node_request`).
+            upstream.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         }
         Ok(())
     }
@@ -430,7 +483,15 @@ impl ProxyHttp for Gateway {
                 ));
             }
         }
-        ctx.accounting.request_chunk(body, end_of_stream);
+        if let Some(replacement) = &ctx.node_body {
+            // The client's bytes are dropped; the rewritten body goes out at the end (an empty
+            // chunk tells Pingora "nothing yet" without ending the upstream body).
+            *body = Some(if end_of_stream {
+                replacement.clone()
+            } else {
+                Bytes::new()
+            });
+        }
         Ok(())
     }
 
@@ -524,7 +585,7 @@ impl ProxyHttp for Gateway {
                     target: "exoclaw::request",
                     request_id = %ctx.request_id,
                     method = %req.method,
-                    path = %req.uri.path(),
+                    path = %ctx.path,
                     user = %ctx.user(),
                     node = %ctx.node_name(),
                     status,
@@ -544,6 +605,162 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// Decides what a `/v1/*` request brings to its node, before a node is chosen: the pool
+    /// (routing may look at `model`), the session, and the body. A POST body is read here, so
+    /// its `user` field can be namespaced (or removed) and a streaming chat completion can ask
+    /// for usage; the rewritten body replaces the client's on its way to the node.
+    async fn prepare_node_request(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        snapshot: &Arc<Snapshot>,
+    ) -> Result<bool> {
+        let body = if session.req_header().method == http::Method::POST {
+            session.enable_retry_buffering();
+            let max_body = snapshot.config.server.max_request_body;
+            let cap = usize::try_from(max_body).unwrap_or(usize::MAX);
+            match local_http::read_body(session.as_downstream_mut(), cap).await {
+                Ok(body) => Some(body),
+                Err(e) => {
+                    // The rest of the body is never read: close rather than parse it.
+                    session.set_keepalive(None);
+                    return reject(session, ctx, e).await;
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(body) = body.as_ref().filter(|_| snapshot.router.needs_model()) {
+            ctx.model = routing::model_of(body);
+        }
+        let pool = snapshot
+            .router
+            .pool_for(&ctx.path, ctx.model.as_deref(), &ctx.tier_pool)
+            .to_owned();
+        let mode = snapshot
+            .pools
+            .get(&pool)
+            .map_or(SessionMode::PerUser, |p| p.config().session);
+        ctx.pool = Some(pool);
+
+        let user_field = body
+            .as_deref()
+            .map_or(UserField::Absent, session::user_field);
+        let sub_session = match mode {
+            SessionMode::PerUser => {
+                let header = session.req_header().headers.get(headers::SESSION_ID);
+                match session::requested_sub_session(header.map(|v| v.as_bytes()), &user_field) {
+                    Ok(sub) => sub,
+                    Err(e) => return reject(session, ctx, e).await,
+                }
+            }
+            SessionMode::PerRequest => None,
+        };
+        let choice = session::choose(
+            mode,
+            ctx.user(),
+            sub_session.as_deref(),
+            user_field != UserField::Absent,
+        );
+        ctx.session_key = choice.key;
+
+        let Some(body) = body else {
+            return Ok(false);
+        };
+        let mut node_body = session::rewrite_user(&body, &choice.body_user);
+        if ctx.path == CHAT_COMPLETIONS {
+            let current = node_body.as_ref().unwrap_or(&body);
+            if let Some(with_usage) = ctx.accounting.prepare_request_body(current) {
+                node_body = Some(with_usage);
+            }
+        }
+        ctx.node_body = node_body;
+        if body.len() > prebuffered::REPLAYED_BY_PINGORA {
+            // Pingora replays a pre-read body only up to its retry buffer (64 KiB).
+            return self.forward_prebuffered(session, ctx, body).await;
+        }
+        Ok(false)
+    }
+
+    /// The node's request head: cleaned of what a client must not send, with the gateway's
+    /// credentials, identity, session and forwarding headers (see `node_headers`).
+    fn prepare_node_head(&self, upstream: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+        let snapshot = ctx.snapshot()?;
+        let pool = ctx
+            .pool
+            .as_deref()
+            .and_then(|name| snapshot.pools.get(name))
+            .map(|p| p.config());
+        let node_token = ctx
+            .inflight
+            .as_ref()
+            .and_then(|guard| guard.node().config.auth_token.as_ref())
+            .and_then(|token| token.value());
+        node_headers::prepare(
+            upstream,
+            &node_headers::NodeHead {
+                user: ctx.user(),
+                request_id: &ctx.request_id,
+                client_ip: ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                credential: ctx.credential.as_ref(),
+                node_token,
+                byok_header: pool.and_then(|p| p.byok_header.as_deref()),
+                allowed_openclaw: pool.map_or(&[][..], |p| &p.allow_openclaw_headers),
+                session_key: ctx.session_key.as_deref(),
+            },
+        )?;
+        if ctx.fresh_connection {
+            // The retry's connection is not kept: it was opened outside the pool's reuse.
+            upstream.insert_header(http::header::CONNECTION, "close")?;
+        }
+        Ok(())
+    }
+
+    /// A request failed on a connection to a node. It is sent again, on a fresh connection,
+    /// when nothing suggests the node acted on it: the connection was a reused keep-alive one
+    /// that broke (the node died, or closed it as idle, between two requests), no response
+    /// byte came back, and the body can be replayed. The failure counts against the node;
+    /// when the fresh connection cannot be opened either, `fail_to_connect` moves the request
+    /// to another node.
+    fn broken_reused_connection(
+        &self,
+        ctx: &mut RequestCtx,
+        e: &Error,
+        reused: bool,
+        replayable: bool,
+    ) -> bool {
+        use ErrorType::*;
+        let broken = matches!(
+            e.etype(),
+            ConnectionClosed | ReadError | WriteError | ConnectError | InvalidHTTPHeader
+        );
+        let retry = reused
+            && replayable
+            && broken
+            && ctx.route == Route::Node
+            && ctx.first_byte.is_none()
+            && !ctx.fresh_connection;
+        if !retry {
+            return false;
+        }
+        if let Some(guard) = ctx.inflight.take() {
+            let node = guard.node();
+            let threshold = ctx
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.pools.get(&node.pool))
+                .map_or(1, |p| p.config().health.failures);
+            node.record_failure(
+                &format!("reused connection: {}", e.etype().as_str()),
+                threshold,
+            );
+        }
+        ctx.fresh_connection = true;
+        // The body goes out again and is counted again.
+        ctx.request_body_bytes = 0;
+        true
+    }
+
     /// Counts a connect failure against the node and decides whether to try another node: only
     /// while attempts remain and the pool still has a live node this request has not tried.
     /// (The body has not been sent yet, so a retry replays nothing partial.)
@@ -624,11 +841,14 @@ impl Gateway {
 
     /// The ledger row for a finished request. Token counts come from the node's `usage` when it
     /// answered with one, an estimate from the bytes seen when it did not (a stream cut short, a
-    /// client gone), and none when no node answered.
+    /// client gone) and the endpoint produces tokens, and none otherwise.
     fn ledger_record(&self, session: &Session, ctx: &mut RequestCtx, status: u16) -> RequestRecord {
         let (tokens, model) = if ctx.accounting.node_answered() {
             let (tokens, model) = ctx.accounting.finish(ctx.request_body_bytes);
-            (Some(tokens), model)
+            // Bytes become estimated tokens only where tokens exist: a 2xx answer of an
+            // endpoint that produces them (not a model list, not a node's 404 page).
+            let estimable = (200..300).contains(&status) && route::produces_tokens(&ctx.path);
+            ((tokens.reported || estimable).then_some(tokens), model)
         } else {
             (None, None)
         };
@@ -639,7 +859,7 @@ impl Gateway {
                 .identity
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), |i| i.user.clone()),
-            endpoint: req.uri.path().to_owned(),
+            endpoint: ctx.path.clone(),
             method: req.method.as_str().to_owned(),
             status,
             latency_ms: ctx.started.elapsed().as_millis() as u64,

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 use pingora_proxy::{ProxyHttp, Session};
 
@@ -37,40 +38,20 @@ impl Gateway {
         ctx: &mut RequestCtx,
         body: Bytes,
     ) -> Result<()> {
+        let up = |e: Box<Error>| e.into_up();
         let (mut upstream, peer) = loop {
-            let peer = self.upstream_peer(session, ctx).await?;
-            match self.connector.get_http_session(&*peer).await {
-                Ok((upstream, _reused)) => break (upstream, peer),
+            let (mut upstream, peer, reused) = self.connect(session, ctx).await?;
+            match self.send_request(session, ctx, &mut upstream, &body).await {
+                Ok(()) => break (upstream, peer),
                 Err(e) => {
-                    let e = e.into_up();
-                    if !self.connect_failed(ctx, &e) {
+                    let e = up(e);
+                    // A keep-alive connection that broke before any answer: once more, fresh.
+                    if !self.broken_reused_connection(ctx, &e, reused, true) {
                         return Err(e);
                     }
                 }
             }
         };
-        let mut request = session.req_header().clone();
-        self.upstream_request_filter(session, &mut request, ctx)
-            .await?;
-        let mut full_body = Some(body);
-        self.request_body_filter(session, &mut full_body, true, ctx)
-            .await?;
-        let full_body = full_body.unwrap_or_default();
-        // The body is complete: send it with its length rather than chunked.
-        request.remove_header(&http::header::TRANSFER_ENCODING);
-        request.insert_header(http::header::CONTENT_LENGTH, full_body.len().to_string())?;
-
-        let up = |e: Box<Error>| e.into_up();
-        upstream
-            .write_request_header(Box::new(request))
-            .await
-            .map_err(up)?;
-        upstream
-            .write_request_body(full_body, true)
-            .await
-            .map_err(up)?;
-        upstream.finish_request_body().await.map_err(up)?;
-        upstream.read_response_header().await.map_err(up)?;
         let mut response = upstream
             .response_header()
             .cloned()
@@ -97,5 +78,49 @@ impl Gateway {
                 .await;
         }
         Ok(())
+    }
+
+    /// A connection to a node picked for the request (connect failures move to another node).
+    async fn connect(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<(HttpSession, Box<HttpPeer>, bool)> {
+        loop {
+            let peer = self.upstream_peer(session, ctx).await?;
+            match self.connector.get_http_session(&*peer).await {
+                Ok((upstream, reused)) => return Ok((upstream, peer, reused)),
+                Err(e) => {
+                    let e = e.into_up();
+                    if !self.connect_failed(ctx, &e) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the head and the whole body, and reads the response head.
+    async fn send_request(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        upstream: &mut HttpSession,
+        body: &Bytes,
+    ) -> Result<()> {
+        let mut request = session.req_header().clone();
+        self.upstream_request_filter(session, &mut request, ctx)
+            .await?;
+        let mut full_body = Some(body.clone());
+        self.request_body_filter(session, &mut full_body, true, ctx)
+            .await?;
+        let full_body = full_body.unwrap_or_default();
+        // The body is complete: send it with its length rather than chunked.
+        request.remove_header(&http::header::TRANSFER_ENCODING);
+        request.insert_header(http::header::CONTENT_LENGTH, full_body.len().to_string())?;
+        upstream.write_request_header(Box::new(request)).await?;
+        upstream.write_request_body(full_body, true).await?;
+        upstream.finish_request_body().await?;
+        upstream.read_response_header().await
     }
 }

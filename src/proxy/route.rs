@@ -19,6 +19,18 @@ pub enum Route {
 /// The one endpoint whose request body the gateway may rewrite (`include_usage`).
 pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 
+/// The Responses API.
+pub const RESPONSES: &str = "/v1/responses";
+
+/// Endpoints whose answers are made of tokens: only these get token estimates when the node
+/// reports no `usage`.
+pub fn produces_tokens(path: &str) -> bool {
+    matches!(
+        path,
+        CHAT_COMPLETIONS | RESPONSES | "/v1/completions" | "/v1/embeddings"
+    )
+}
+
 pub fn classify(path: &str) -> Route {
     match path {
         "/health" | "/healthz" => Route::Health,
@@ -44,5 +56,15 @@ mod tests {
         assert_eq!(classify("/v10/x"), Route::Unknown);
         assert_eq!(classify("/apix"), Route::Unknown);
         assert_eq!(classify("/"), Route::Unknown);
+    }
+
+    #[test]
+    fn only_token_endpoints_produce_tokens() {
+        assert!(produces_tokens("/v1/chat/completions"));
+        assert!(produces_tokens("/v1/responses"));
+        assert!(produces_tokens("/v1/embeddings"));
+        assert!(!produces_tokens("/v1/models"));
+        assert!(!produces_tokens("/v1/models/gpt-4o"));
+        assert!(!produces_tokens("/v1/nope"));
     }
 }

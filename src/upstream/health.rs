@@ -50,6 +50,8 @@ struct Recipe {
     /// The pool's CA (a reload that changes `tls_ca_file` loads a new one). Held, so that
     /// comparing by identity cannot mistake a new CA for a freed one at the same address.
     tls_ca: Option<Arc<CaType>>,
+    /// The node's token, sent as `Authorization: Bearer …` like on every request.
+    auth_token: Option<Arc<str>>,
 }
 
 impl PartialEq for Recipe {
@@ -64,6 +66,7 @@ impl PartialEq for Recipe {
             && self.tls_sni == other.tls_sni
             && self.path == other.path
             && self.timeout == other.timeout
+            && self.auth_token == other.auth_token
     }
 }
 
@@ -75,6 +78,12 @@ impl Recipe {
             path: settings.path.clone(),
             timeout: settings.timeout,
             tls_ca: tls_ca.cloned(),
+            auth_token: node
+                .config
+                .auth_token
+                .as_ref()
+                .and_then(|t| t.value())
+                .map(Arc::from),
         }
     }
 }
@@ -96,6 +105,12 @@ impl PreparedCheck {
         check.peer_template.options.read_timeout = Some(recipe.timeout);
         check.peer_template.options.total_connection_timeout = Some(recipe.timeout);
         check.peer_template.options.ca = recipe.tls_ca.clone();
+        if let Some(token) = &recipe.auth_token {
+            check
+                .req
+                .insert_header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .map_err(|_| "the node token cannot travel in a header".to_owned())?;
+        }
         let backend = Backend {
             addr: recipe.addr.into(),
             weight: 1,

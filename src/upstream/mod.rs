@@ -364,6 +364,7 @@ mod tests {
                         weight: *weight,
                         max_inflight: None,
                         tls_sni: None,
+                        auth_token: None,
                     })
                     .collect(),
                 timeouts: Timeouts {
@@ -385,6 +386,9 @@ mod tests {
                 },
                 max_connect_attempts: 3,
                 tls_ca: Vec::new(),
+                byok_header: None,
+                session: crate::config::SessionMode::PerUser,
+                allow_openclaw_headers: Vec::new(),
             },
             None,
         )

@@ -13,6 +13,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const TOKEN_KEY: &str = "8f2a55c1d07e4b1a9c3e6f0b2d4a6c8e0f1a2b3c4d5e6f708192a3b4c5d6e7f8";
 /// The provider key the test client sends by default (BYOK).
 pub const PROVIDER_KEY: &str = "sk-test-provider-key-123";
+/// The `Authorization` value the test client sends by default.
+pub const PROVIDER_KEY_HEADER: &str = "Bearer sk-test-provider-key-123";
 /// The Stripe endpoint secret the test gateways are started with.
 pub const STRIPE_SECRET: &str = "whsec_test_secret";
 
@@ -36,6 +38,8 @@ pub struct Setup {
     /// A whole `pools:` (and `routes:`) section, replacing the single `openclaw` pool.
     pub pools_yaml: Option<String>,
     pub manual_clock: bool,
+    /// Extra environment variables for the gateway process (node tokens, the clock's start).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -47,6 +51,7 @@ impl Setup {
             pool_extra: String::new(),
             pools_yaml: None,
             manual_clock: false,
+            env: Vec::new(),
         }
     }
 
@@ -75,6 +80,18 @@ impl Setup {
 
     pub fn manual_clock(mut self) -> Setup {
         self.manual_clock = true;
+        self
+    }
+
+    /// A manual clock that starts at `ms` (Unix ms) rather than now: quotas load the month of
+    /// the start time, so a test of a given month must start in it.
+    pub fn clock_starting_at(mut self, ms: u64) -> Setup {
+        self.manual_clock = true;
+        self.env(MANUAL_CLOCK_START_ENV, &ms.to_string())
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Setup {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -141,9 +158,19 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: TempDir,
-    manual_clock: bool,
+    launch: Launch,
     child: Child,
 }
+
+/// How the gateway process is started (kept for restarts and upgrades).
+#[derive(Clone)]
+struct Launch {
+    manual_clock: bool,
+    env: Vec<(String, String)>,
+}
+
+/// Where a test's manual clock starts (read by `exoclaw serve --manual-clock`).
+pub const MANUAL_CLOCK_START_ENV: &str = "EXOCLAW_MANUAL_CLOCK_START_MS";
 
 impl Gateway {
     /// Starts `exoclaw serve` and waits until it answers.
@@ -152,12 +179,16 @@ impl Gateway {
         let (addr, admin, sidecar) = (free_addr(), free_addr(), free_addr());
         let config_path = dir.path().join("exoclaw.yaml");
         std::fs::write(&config_path, setup.yaml(addr, admin, sidecar)).expect("write config");
-        let child = spawn(dir.path(), setup.manual_clock);
+        let launch = Launch {
+            manual_clock: setup.manual_clock,
+            env: setup.env.clone(),
+        };
+        let child = spawn(dir.path(), &launch);
         let gateway = Gateway {
             addr,
             admin,
             dir,
-            manual_clock: setup.manual_clock,
+            launch,
             child,
         };
         gateway.wait_ready().await;
@@ -168,7 +199,7 @@ impl Gateway {
     pub async fn restart(&mut self) {
         let status = self.terminate();
         assert!(status.success(), "graceful exit: {status:?}");
-        self.child = spawn(self.dir.path(), self.manual_clock);
+        self.child = spawn(self.dir.path(), &self.launch);
         self.wait_ready().await;
     }
 
@@ -257,7 +288,7 @@ impl Gateway {
     /// Starts a new process with `--upgrade` and sends SIGQUIT to the running one, which hands
     /// its sockets over and drains; returns the old process (see `wait_for_exit`).
     pub fn start_upgrade(&mut self) -> Child {
-        let new = spawn_with(self.dir.path(), self.manual_clock, &["--upgrade"]);
+        let new = spawn_with(self.dir.path(), &self.launch, &["--upgrade"]);
         std::thread::sleep(Duration::from_millis(500));
         self.signal("-QUIT");
         std::mem::replace(&mut self.child, new)
@@ -360,11 +391,11 @@ impl Drop for Gateway {
     }
 }
 
-fn spawn(dir: &std::path::Path, manual_clock: bool) -> Child {
-    spawn_with(dir, manual_clock, &[])
+fn spawn(dir: &std::path::Path, launch: &Launch) -> Child {
+    spawn_with(dir, launch, &[])
 }
 
-fn spawn_with(dir: &std::path::Path, manual_clock: bool, extra: &[&str]) -> Child {
+fn spawn_with(dir: &std::path::Path, launch: &Launch, extra: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -381,7 +412,8 @@ fn spawn_with(dir: &std::path::Path, manual_clock: bool, extra: &[&str]) -> Chil
         .env("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log);
-    if manual_clock {
+    command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+    if launch.manual_clock {
         command.arg("--manual-clock");
     }
     command.args(extra);
