@@ -488,3 +488,128 @@ async fn killing_a_node_under_concurrent_load_fails_no_request_after_failover() 
         "load kept flowing after the kill ({after} requests)"
     );
 }
+
+/// `exoclaw mock-node` as a process of its own, so it can die the hard way (SIGKILL).
+struct NodeProcess {
+    addr: std::net::SocketAddr,
+    child: std::process::Child,
+}
+
+impl NodeProcess {
+    fn start(addr: std::net::SocketAddr) -> NodeProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(common::EXOCLAW)
+            .args(["mock-node", "--threads", "1", "--listen", &addr.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn exoclaw mock-node");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains(&addr.to_string()), "{first}");
+        NodeProcess { addr, child }
+    }
+
+    /// SIGKILL, without waiting: the next request races the dying process, as in production.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn all_nodes_healthy(gw: &Gateway) -> bool {
+    let nodes: Value = client()
+        .get(gw.admin_url("/admin/nodes"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["healthy"] == true)
+}
+
+/// Three keep-alive nodes; one is killed with SIGKILL between two requests. The gateway's
+/// pooled connection to it breaks on the next request for it, which must be sent again (fresh
+/// connection, then another node) rather than answered 502. 20 repetitions of 200
+/// back-to-back requests on one keep-alive client connection: not one may fail.
+#[tokio::test]
+async fn a_node_killed_between_requests_fails_no_request() {
+    let mut processes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start(free_addr())).collect();
+    let list: String = processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("      - {{ name: n{i}, addr: \"{}\" }}\n", p.addr))
+        .collect();
+    let yaml = format!(
+        "pools:\n  openclaw:\n    strategy: consistent_hash\n    \
+         health_check: {{ interval: 100ms, failures: 3, successes: 1 }}\n    nodes:\n{list}"
+    );
+    let top =
+        "auth: { require_key: false }\ntiers: { workshop: { requests_per_minute: 1000000 } }\n";
+    let gw = Gateway::start(Setup::pools(&yaml).top(top)).await;
+    let keep_alive = client();
+    let mut failed = Vec::new();
+    for repetition in 0..20 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !all_nodes_healthy(&gw).await {
+            assert!(std::time::Instant::now() < deadline, "nodes came back");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let victim = repetition % 3;
+        let kill_at = 40 + (repetition * 37) % 120;
+        for i in 0..200 {
+            if i == kill_at {
+                processes[victim].kill();
+            }
+            let status = keep_alive
+                .post(gw.url("/v1/chat/completions"))
+                .header("x-user-id", format!("user-{}", i % 12))
+                .json(&chat_body(false))
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            if status.as_ref().ok() != Some(&200) {
+                failed.push((repetition, i, format!("{status:?}")));
+            }
+        }
+        let addr = processes[victim].addr;
+        let _ = processes[victim].child.wait();
+        processes[victim] = NodeProcess::start(addr);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed requests, the first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(10)]
+    );
+    let nodes: Value = client()
+        .get(gw.admin_url("/admin/nodes"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let errors: u64 = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["errors"].as_u64().unwrap())
+        .sum();
+    assert!(errors >= 20, "each kill counted against its node: {nodes}");
+}

@@ -361,3 +361,101 @@ async fn one_request_line_per_request_at_the_configured_level() {
         "request_log: off writes no request line"
     );
 }
+
+/// A node that answers the first request of each connection and keeps it alive, then reads
+/// the second one and closes the connection without a word: what the gateway sees when a node
+/// dies (or drops an idle keep-alive connection) between two requests.
+async fn node_dropping_reused_connections(
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                for request in 0.. {
+                    let mut read = Vec::new();
+                    // The head, then as many body bytes as Content-Length says.
+                    loop {
+                        let Ok(n) = socket.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        read.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&read).to_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if read.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    if request > 0 {
+                        return; // the reused connection dies without an answer
+                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = r#"{"id":"c","object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, answered)
+}
+
+#[tokio::test]
+async fn a_reused_connection_that_breaks_before_any_answer_is_retried_fresh() {
+    let (addr, answered) = node_dropping_reused_connections().await;
+    let gw = Gateway::start(Setup::nodes(&[addr])).await;
+    let c = client();
+    for i in 0..5 {
+        let r = c
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "request {i} is sent again on a fresh connection"
+        );
+    }
+    // Each request answered once (health probes come on connections of their own).
+    assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 5);
+    let nodes: serde_json::Value = client()
+        .get(gw.admin_url("/admin/nodes"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let node = &nodes["nodes"][0];
+    assert!(node["errors"].as_u64().unwrap() >= 4, "{node}");
+    assert!(
+        node["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("reused connection"),
+        "{node}"
+    );
+}
