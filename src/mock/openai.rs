@@ -1,7 +1,9 @@
 //! The OpenAI-compatible answers of the mock node: chat completions and the Responses API (JSON
-//! and SSE), embeddings, models. Deterministic text, realistic `usage` numbers, and the SSE framing that official SDKs
-//! parse (`data: {...}\n\n` events, a usage-only chunk when `stream_options.include_usage`, and
-//! `data: [DONE]`).
+//! and SSE), embeddings, models, errors. Deterministic text, realistic `usage` numbers, and the
+//! SSE framing that official SDKs parse: for chat, `data: {...}\n\n` chunks, a usage-only chunk
+//! when `stream_options.include_usage`, and `data: [DONE]`; for the Responses API, the full
+//! `event: <type>` sequence OpenAI sends, from `response.created` to `response.completed`, which
+//! the Python SDK's `client.responses.stream()` helper checks event by event.
 
 use serde_json::{json, Value};
 
@@ -164,6 +166,30 @@ pub fn chat_stream_events(id: &str, created: u64, req: &ChatRequest) -> Vec<Stri
     frames
 }
 
+/// The one output message of a Responses API answer, with the id the stream's events name.
+fn output_message(response_id: &str, text: &str, done: bool) -> Value {
+    let content = if done {
+        json!([output_text(text)])
+    } else {
+        json!([])
+    };
+    json!({
+        "id": message_id(response_id),
+        "type": "message",
+        "status": if done { "completed" } else { "in_progress" },
+        "role": "assistant",
+        "content": content,
+    })
+}
+
+fn output_text(text: &str) -> Value {
+    json!({ "type": "output_text", "text": text, "annotations": [] })
+}
+
+fn message_id(response_id: &str) -> String {
+    format!("msg_{}", response_id.trim_start_matches("resp_"))
+}
+
 /// A Responses API `response` object; `done` gives it its output and `usage`.
 fn response_object(id: &str, created: u64, req: &ChatRequest, done: bool) -> Value {
     let words = req.answer_words();
@@ -173,18 +199,18 @@ fn response_object(id: &str, created: u64, req: &ChatRequest, done: bool) -> Val
         "object": "response",
         "created_at": created,
         "status": if done { "completed" } else { "in_progress" },
+        "error": Value::Null,
+        "incomplete_details": Value::Null,
+        "instructions": Value::Null,
         "model": req.model,
         "output": [],
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
         "usage": Value::Null,
     });
     if done {
-        response["output"] = json!([{
-            "type": "message",
-            "id": format!("msg_{}", &id[5..]),
-            "status": "completed",
-            "role": "assistant",
-            "content": [{ "type": "output_text", "text": words.concat(), "annotations": [] }],
-        }]);
+        response["output"] = json!([output_message(id, &words.concat(), true)]);
         response["usage"] = json!({
             "input_tokens": req.prompt_tokens,
             "input_tokens_details": { "cached_tokens": 0 },
@@ -201,32 +227,50 @@ pub fn response(id: &str, created: u64, req: &ChatRequest) -> Value {
     response_object(id, created, req, true)
 }
 
-/// The SSE events of a streamed Responses API answer: `response.created`, one
-/// `response.output_text.delta` per word, `response.completed` carrying `usage`.
+/// The SSE events of a streamed Responses API answer, in the order OpenAI sends them:
+/// `response.created`, `response.in_progress`, `response.output_item.added` (the message, empty),
+/// `response.content_part.added` (an empty `output_text`), one `response.output_text.delta` per
+/// word, `response.output_text.done`, `response.content_part.done`,
+/// `response.output_item.done`, and `response.completed` carrying `usage`. Each is an
+/// `event: <type>\ndata: <json>\n\n` frame with the next `sequence_number`.
 pub fn response_stream_events(id: &str, created: u64, req: &ChatRequest) -> Vec<String> {
-    let mut events = vec![json!({
-        "type": "response.created",
-        "sequence_number": 0,
-        "response": response_object(id, created, req, false),
-    })];
-    for word in req.answer_words() {
-        events.push(json!({
-            "type": "response.output_text.delta",
-            "sequence_number": events.len(),
-            "item_id": format!("msg_{}", &id[5..]),
-            "output_index": 0,
-            "content_index": 0,
-            "delta": word,
-        }));
-    }
-    events.push(json!({
-        "type": "response.completed",
-        "sequence_number": events.len(),
-        "response": response_object(id, created, req, true),
+    let words = req.answer_words();
+    let text = words.concat();
+    let item_id = message_id(id);
+    // Events about the text name its place: the first output item, its first content part.
+    let in_text = |mut event: Value| {
+        event["item_id"] = json!(item_id);
+        event["output_index"] = json!(0);
+        event["content_index"] = json!(0);
+        event
+    };
+    let mut events = vec![
+        json!({ "type": "response.created", "response": response_object(id, created, req, false) }),
+        json!({ "type": "response.in_progress", "response": response_object(id, created, req, false) }),
+        json!({ "type": "response.output_item.added", "output_index": 0,
+                "item": output_message(id, "", false) }),
+        in_text(json!({ "type": "response.content_part.added", "part": output_text("") })),
+    ];
+    events.extend(words.iter().map(|word| {
+        in_text(json!({ "type": "response.output_text.delta", "delta": word, "logprobs": [] }))
     }));
+    events.extend([
+        in_text(json!({ "type": "response.output_text.done", "text": text, "logprobs": [] })),
+        in_text(json!({ "type": "response.content_part.done", "part": output_text(&text) })),
+        json!({ "type": "response.output_item.done", "output_index": 0,
+                "item": output_message(id, &text, true) }),
+        json!({ "type": "response.completed", "response": response_object(id, created, req, true) }),
+    ]);
     events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .iter_mut()
+        .enumerate()
+        .map(|(sequence_number, event)| {
+            event["sequence_number"] = json!(sequence_number);
+            format!(
+                "event: {}\ndata: {event}\n\n",
+                event["type"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
@@ -325,6 +369,90 @@ mod tests {
             .as_str()
             .unwrap()
             .ends_with("Plan my week"));
+    }
+
+    fn parse_frames(frames: &[String]) -> Vec<Value> {
+        frames
+            .iter()
+            .map(|frame| {
+                let (event_line, data_line) = frame
+                    .strip_suffix("\n\n")
+                    .and_then(|f| f.split_once('\n'))
+                    .unwrap_or_else(|| panic!("an `event:` and a `data:` line: {frame:?}"));
+                let event: Value =
+                    serde_json::from_str(data_line.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(
+                    event_line,
+                    format!("event: {}", event["type"].as_str().unwrap())
+                );
+                event
+            })
+            .collect()
+    }
+
+    #[test]
+    fn responses_stream_sends_the_whole_event_sequence_in_order() {
+        let body = json!({ "model": "openclaw/beta", "input": "Plan my week", "stream": true });
+        let req = ChatRequest::parse_responses(body.to_string().as_bytes()).unwrap();
+        let words = req.answer_words();
+        let events = parse_frames(&response_stream_events("resp_abc", 7, &req));
+
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        let mut expected = vec![
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+        ];
+        expected.extend(words.iter().map(|_| "response.output_text.delta"));
+        expected.extend([
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]);
+        assert_eq!(kinds, expected);
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event["sequence_number"], i, "{event}");
+        }
+
+        let text = words.concat();
+        let added = &events[2];
+        assert_eq!(added["output_index"], 0);
+        assert_eq!(added["item"]["id"], "msg_abc");
+        assert_eq!(added["item"]["status"], "in_progress");
+        assert_eq!(added["item"]["content"], json!([]));
+        assert_eq!(
+            events[3]["part"],
+            json!({ "type": "output_text", "text": "", "annotations": [] })
+        );
+        for event in &events[3..events.len() - 2] {
+            assert_eq!(event["item_id"], "msg_abc", "{event}");
+            assert_eq!(event["output_index"], 0, "{event}");
+            assert_eq!(event["content_index"], 0, "{event}");
+        }
+        let deltas: String = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas, text);
+        let n = events.len();
+        assert_eq!(events[n - 4]["text"], text);
+        assert_eq!(events[n - 3]["part"]["text"], text);
+        assert_eq!(events[n - 2]["item"]["status"], "completed");
+        assert_eq!(events[n - 2]["item"]["content"][0]["text"], text);
+
+        let created = &events[0]["response"];
+        assert_eq!(created["id"], "resp_abc");
+        assert_eq!(created["status"], "in_progress");
+        assert_eq!(created["model"], "openclaw/beta");
+        let completed = &events[n - 1]["response"];
+        assert_eq!(completed["status"], "completed");
+        assert_eq!(completed["output"][0]["content"][0]["text"], text);
+        assert_eq!(completed["usage"]["input_tokens"], req.prompt_tokens);
+        assert_eq!(completed["usage"]["output_tokens"], words.len());
+        assert_eq!(completed, &response("resp_abc", 7, &req));
     }
 
     #[test]
