@@ -19,6 +19,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
     pub prompt_tokens: u64,
     pub last_user_message: String,
+    /// The OpenAI `user` field, which an OpenClaw node reads as the caller's session.
+    pub user: Option<String>,
 }
 
 impl ChatRequest {
@@ -37,6 +39,7 @@ impl ChatRequest {
                 .unwrap_or(false),
             prompt_tokens: prompt_tokens + 3,
             last_user_message,
+            user: v["user"].as_str().map(str::to_owned),
         })
     }
 
@@ -56,6 +59,7 @@ impl ChatRequest {
             include_usage: false,
             prompt_tokens,
             last_user_message,
+            user: v["user"].as_str().map(str::to_owned),
         })
     }
 
@@ -320,13 +324,30 @@ fn embed(text: &str) -> Vec<f64> {
     v.iter().map(|x| x / norm).collect()
 }
 
-pub fn models(created: u64) -> Value {
-    let model = |id: &str| json!({ "id": id, "object": "model", "created": created, "owned_by": "openclaw" });
-    json!({ "object": "list", "data": [model("openclaw"), model("gpt-4o-mini"), model("gemma3:27b")] })
+/// The models `GET /v1/models` lists.
+const MODEL_IDS: [&str; 3] = ["openclaw", "gpt-4o-mini", "gemma3:27b"];
+
+fn model_object(id: &str, created: u64) -> Value {
+    json!({ "id": id, "object": "model", "created": created, "owned_by": "openclaw" })
 }
 
-pub fn error(message: &str, kind: &str) -> Value {
-    json!({ "error": { "message": message, "type": kind, "code": Value::Null } })
+/// The answer to `GET /v1/models`.
+pub fn models(created: u64) -> Value {
+    let data: Vec<Value> = MODEL_IDS
+        .iter()
+        .map(|id| model_object(id, created))
+        .collect();
+    json!({ "object": "list", "data": data })
+}
+
+/// The answer to `GET /v1/models/{id}`: the model, if `/v1/models` lists it.
+pub fn model(id: &str, created: u64) -> Option<Value> {
+    MODEL_IDS.contains(&id).then(|| model_object(id, created))
+}
+
+/// An OpenAI-shaped error body: `{"error":{"message","type","code"}}`.
+pub fn error(message: &str, kind: &str, code: Option<&str>) -> Value {
+    json!({ "error": { "message": message, "type": kind, "code": code } })
 }
 
 #[cfg(test)]
@@ -453,6 +474,23 @@ mod tests {
         assert_eq!(completed["usage"]["input_tokens"], req.prompt_tokens);
         assert_eq!(completed["usage"]["output_tokens"], words.len());
         assert_eq!(completed, &response("resp_abc", 7, &req));
+    }
+
+    #[test]
+    fn requests_carry_the_user_field() {
+        let chat = ChatRequest::parse(br#"{"messages":[],"user":"alice"}"#).unwrap();
+        assert_eq!(chat.user.as_deref(), Some("alice"));
+        let responses = ChatRequest::parse_responses(br#"{"input":"hi"}"#).unwrap();
+        assert_eq!(responses.user, None);
+    }
+
+    #[test]
+    fn a_model_is_found_only_if_listed() {
+        let listed = models(1);
+        for m in listed["data"].as_array().unwrap() {
+            assert_eq!(model(m["id"].as_str().unwrap(), 1).as_ref(), Some(m));
+        }
+        assert_eq!(model("nope", 1), None);
     }
 
     #[test]
