@@ -1,8 +1,10 @@
 //! The mock OpenClaw node as a gateway sees it: a real `MockNode` on loopback, talked to over
 //! HTTP. Token auth and probes, agent and session routing reported in `x-mock-*` headers,
-//! `/v1/models/{id}`.
+//! `/v1/models/{id}`, and the official OpenAI Python SDK streaming from it.
 
 mod common;
+
+use std::process::Command;
 
 use common::bare_client;
 use exoclaw::mock::{MockNode, MockOptions};
@@ -243,4 +245,52 @@ async fn models_are_found_by_id() {
     assert_eq!(status, 404);
     assert_eq!(error["code"], "model_not_found");
     assert!(error["message"].as_str().unwrap().contains("nope"));
+}
+
+/// The official OpenAI Python SDK streams a Responses API answer (through its
+/// `responses.stream()` helper, which checks every event) and a chat completion from the mock,
+/// with the node's token and extra headers. It needs `python3` with the `openai` package, which
+/// `.ci/run` installs; without them this test fails rather than passing unchecked.
+#[tokio::test]
+async fn official_python_sdk_streams_responses_and_chat() {
+    let has_sdk = Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        has_sdk,
+        "this test needs python3 with the openai package: `python3 -m pip install openai` \
+         (or run .ci/run, which installs it)"
+    );
+    let node = node(Some(TOKEN)).await;
+    let base_url = url(&node, "/v1");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/responses_stream.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .arg(&base_url)
+            .env("OPENAI_API_KEY", TOKEN)
+            .env(
+                "EXTRA_HEADERS_JSON",
+                r#"{"x-openclaw-session-key": "sdk-room"}"#,
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    let answer = "Hello! I am the ExoClaw demo node. You asked: Plan my week";
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [format!("responses: {answer}"), format!("chat: {answer}")],
+        "{stderr}"
+    );
+    assert_eq!(
+        node.session_turns("sdk-room"),
+        2,
+        "the SDK sent the extra headers with both requests"
+    );
 }
