@@ -69,6 +69,11 @@ enum Command {
         listen: SocketAddr,
     },
     /// Run only the built-in mock OpenClaw node: a stand-in node for trying a config.
+    ///
+    /// It answers /v1/chat/completions, /v1/responses (JSON or streamed), /v1/embeddings,
+    /// /v1/models, /v1/models/{id} and the probes /health, /healthz, /ready, /readyz, routes
+    /// requests to an agent and session as OpenClaw does, and reports them in the response
+    /// headers x-mock-agent, x-mock-session and x-mock-session-turns.
     MockNode {
         /// Address to listen on (port 0: any free port; the first line printed names it).
         #[arg(long, default_value = "127.0.0.1:18789")]
@@ -79,6 +84,10 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Require `Authorization: Bearer <token>` on all but the probe paths, with the token
+        /// read from this environment variable (it is never printed).
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
     },
 }
 
@@ -154,10 +163,12 @@ fn main() -> ExitCode {
             listen,
             event_delay,
             threads,
+            token_env,
         } => exoclaw::mock::standalone::run(StandaloneOptions {
             listen,
             event_delay,
             threads,
+            token_env,
         }),
     };
     match result {

@@ -176,3 +176,64 @@ async fn mock_node_answers_chat_completions_and_stops_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// `exoclaw mock-node --token-env VAR` refuses to start when VAR is unset, naming it; with VAR set
+/// it wants that token on the API but not on the probes, and never prints it.
+#[tokio::test]
+async fn mock_node_takes_its_token_from_the_named_environment_variable() {
+    let unset = Command::new(EXOCLAW)
+        .args(["mock-node", "--listen", "127.0.0.1:0"])
+        .args(["--token-env", "EXOCLAW_TEST_MOCK_TOKEN"])
+        .env_remove("EXOCLAW_TEST_MOCK_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!unset.status.success());
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    assert!(
+        stderr.contains("EXOCLAW_TEST_MOCK_TOKEN") && stderr.contains("not set"),
+        "{stderr}"
+    );
+
+    let token = "mock-secret-token-77";
+    let mut child = Command::new(EXOCLAW)
+        .args(["mock-node", "--listen", "127.0.0.1:0"])
+        .args(["--token-env", "EXOCLAW_TEST_MOCK_TOKEN"])
+        .env("EXOCLAW_TEST_MOCK_TOKEN", token)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    assert!(!first_line.contains(token), "{first_line}");
+    let addr = first_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the first line names the address: {first_line:?}"))
+        .to_owned();
+
+    let bare = common::bare_client();
+    let models = format!("http://{addr}/v1/models");
+    let without = bare.get(&models).send().await.unwrap().status();
+    let with = bare
+        .get(&models)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let probe = bare
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        (without.as_u16(), with.as_u16(), probe.as_u16()),
+        (401, 200, 200)
+    );
+}

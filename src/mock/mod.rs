@@ -1,36 +1,52 @@
 //! A mock OpenClaw node: an OpenAI-compatible HTTP server for `exoclaw demo`, tests and benches.
 //!
 //! It answers `/v1/chat/completions` (JSON, or SSE with `stream: true`, honouring
-//! `stream_options.include_usage`), `/v1/responses` (JSON, or SSE ending in
-//! `response.completed` with `usage`), `/v1/embeddings`, `/v1/models` and `/healthz`, with
+//! `stream_options.include_usage`), `/v1/responses` (JSON, or the full SSE event sequence ending
+//! in `response.completed` with `usage`), `/v1/embeddings`, `/v1/models`, `/v1/models/{id}`, with
 //! realistic `usage` numbers. It is not a model: the answer echoes the question.
 //!
-//! For tests it records every request it receives (headers and body, exactly as the gateway
-//! forwarded them; `skip_recording` turns that off for long runs), can pace streamed events,
-//! and can hold a stream after its first event until the test releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms.
+//! Where a gateway in front of it can tell, it behaves like an OpenClaw gateway (port 18789):
+//! - probes `/health`, `/healthz` (live) and `/ready`, `/readyz` (ready, or 503 after
+//!   `set_ready(false)`) answer without auth;
+//! - with `MockOptions::token`, every other path wants `Authorization: Bearer <token>` and
+//!   answers 401 with an OpenAI-shaped error otherwise;
+//! - chat completions and responses are routed to an agent and a session as OpenClaw does
+//!   (`session`), and every such answer reports them in `x-mock-agent`, `x-mock-session` and
+//!   `x-mock-session-turns`, so a test can see which session a request landed in.
+//!
+//! For tests it records every request it receives except probes (headers and body, exactly as
+//! the gateway forwarded them, refused ones included; `skip_recording` turns that off for long
+//! runs), can pace streamed events, and can hold a stream after its first event until the test
+//! releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms.
 //! Dropping a `MockNode` closes its listener and every open connection, like a node dying.
 //! `start_tls` serves the same over TLS, for testing nodes reached with TLS and SNI.
 //! `standalone` runs it as its own process (`exoclaw mock-node`).
 
 pub mod openai;
+pub mod session;
 pub mod standalone;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::stream;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+
+use session::{SessionRoute, SessionTurns};
 
 /// How the mock behaves.
 #[derive(Clone, Default)]
@@ -43,6 +59,9 @@ pub struct MockOptions {
     /// answers for hours (`exoclaw mock-node`, the comparative benchmark) would otherwise grow
     /// by every request it serves.
     pub skip_recording: bool,
+    /// The node's gateway token: when set, every path but the probes wants
+    /// `Authorization: Bearer <token>`, as an OpenClaw gateway with a token does.
+    pub token: Option<String>,
 }
 
 /// A request as the mock received it.
@@ -57,13 +76,24 @@ pub struct SeenRequest {
 /// A running mock node on loopback. Dropping it stops it.
 pub struct MockNode {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
 
+/// What the connections of one mock node share.
 struct Shared {
     options: MockOptions,
-    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    seen: Mutex<Vec<SeenRequest>>,
+    ready: AtomicBool,
+    sessions: SessionTurns,
+}
+
+/// The probe paths of an OpenClaw gateway: answered without auth, never in `seen()`.
+const LIVE_PATHS: [&str; 2] = ["/health", "/healthz"];
+const READY_PATHS: [&str; 2] = ["/ready", "/readyz"];
+
+fn is_probe(path: &str) -> bool {
+    LIVE_PATHS.contains(&path) || READY_PATHS.contains(&path)
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -112,33 +142,48 @@ impl MockNode {
         let addr = listener
             .local_addr()
             .expect("bound listener has an address");
-        let seen = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Shared {
             options,
-            seen: seen.clone(),
+            seen: Mutex::new(Vec::new()),
+            ready: AtomicBool::new(true),
+            sessions: SessionTurns::default(),
         });
-        let task = tokio::spawn(accept_loop(listener, shared, tls));
-        MockNode { addr, seen, task }
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), tls));
+        MockNode { addr, shared, task }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Every request received so far, in order, except health probes (`GET /healthz`).
+    /// Every request received so far, in order, except probes (`/health`, `/healthz`, `/ready`,
+    /// `/readyz`). Requests refused for want of the token are here too.
     pub fn seen(&self) -> Vec<SeenRequest> {
-        self.seen
+        self.shared
+            .seen
             .lock()
-            .map(|s| s.iter().filter(|r| r.path != "/healthz").cloned().collect())
+            .map(|s| s.iter().filter(|r| !is_probe(&r.path)).cloned().collect())
             .unwrap_or_default()
     }
 
-    /// How many health probes (`GET /healthz`) arrived.
+    /// How many probes (`/health`, `/healthz`, `/ready`, `/readyz`) arrived.
     pub fn health_probes(&self) -> usize {
-        self.seen
+        self.shared
+            .seen
             .lock()
-            .map(|s| s.iter().filter(|r| r.path == "/healthz").count())
+            .map(|s| s.iter().filter(|r| is_probe(&r.path)).count())
             .unwrap_or_default()
+    }
+
+    /// Makes `/ready` and `/readyz` answer 503 (`false`) or 200 (`true`, the start state), like
+    /// an OpenClaw node that is up but not ready to take turns.
+    pub fn set_ready(&self, ready: bool) {
+        self.shared.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The turns the session `key` has had so far (0: none).
+    pub fn session_turns(&self, key: &str) -> u64 {
+        self.shared.sessions.turns(key)
     }
 }
 
@@ -182,19 +227,40 @@ async fn accept_loop(
     }
 }
 
+/// A request's life: read it, record it, delay it if asked, then answer a probe without auth, or
+/// check the token and answer the API.
 async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
-            return Ok(json(
+            return Ok(error(
                 StatusCode::BAD_REQUEST,
-                &openai::error("body read failed", "invalid_request_error"),
+                "body read failed",
+                "invalid_request_error",
+                None,
             ))
         }
     };
-    if !shared.options.skip_recording {
-        if let Ok(mut seen) = shared.seen.lock() {
+    shared.record(&parts, &body);
+    if let Some(ms) = delay_ms(&parts.headers) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(answer) = probe(&parts, &shared) {
+        return Ok(answer);
+    }
+    if let Some(refusal) = refuse_without_token(&parts.headers, shared.options.token.as_deref()) {
+        return Ok(refusal);
+    }
+    Ok(answer_api(&parts, &body, &shared))
+}
+
+impl Shared {
+    fn record(&self, parts: &Parts, body: &Bytes) {
+        if self.options.skip_recording {
+            return;
+        }
+        if let Ok(mut seen) = self.seen.lock() {
             seen.push(SeenRequest {
                 method: parts.method.clone(),
                 path: parts.uri.path().to_owned(),
@@ -203,55 +269,162 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
             });
         }
     }
-    let delay_ms = parts
-        .headers
-        .get("x-mock-delay-ms")
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if let Some(ms) = delay_ms {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+
+    /// Routes a chat or Responses request to its agent and session, and counts the turn.
+    fn take_turn(&self, headers: &HeaderMap, request: &openai::ChatRequest) -> SessionTurn {
+        let route = SessionRoute::resolve(headers, &request.model, request.user.as_deref());
+        let turns = self.sessions.record_turn(&route.session_key);
+        SessionTurn { route, turns }
     }
-    let now = unix_now();
-    let response = match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/healthz") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        (&Method::GET, "/v1/models") => json(StatusCode::OK, &openai::models(now)),
-        (&Method::POST, "/v1/embeddings") => match openai::embeddings(&body) {
-            Ok(v) => json(StatusCode::OK, &v),
-            Err(m) => json(
-                StatusCode::BAD_REQUEST,
-                &openai::error(&m, "invalid_request_error"),
-            ),
-        },
-        (&Method::POST, "/v1/chat/completions") => match openai::ChatRequest::parse(&body) {
-            Ok(chat) if chat.stream => stream_events(
-                openai::chat_stream_events(&completion_id(), now, &chat),
-                &shared.options,
-            ),
-            Ok(chat) => json(
-                StatusCode::OK,
-                &openai::chat_completion(&completion_id(), now, &chat),
-            ),
-            Err(m) => json(
-                StatusCode::BAD_REQUEST,
-                &openai::error(&m, "invalid_request_error"),
-            ),
-        },
-        (&Method::POST, "/v1/responses") => match openai::ChatRequest::parse_responses(&body) {
-            Ok(req) if req.stream => stream_events(
-                openai::response_stream_events(&response_id(), now, &req),
-                &shared.options,
-            ),
-            Ok(req) => json(StatusCode::OK, &openai::response(&response_id(), now, &req)),
-            Err(m) => json(
-                StatusCode::BAD_REQUEST,
-                &openai::error(&m, "invalid_request_error"),
-            ),
-        },
-        (_, path) => json(
-            StatusCode::NOT_FOUND,
-            &openai::error(&format!("mock node has no {path}"), "not_found"),
-        ),
+}
+
+fn delay_ms(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("x-mock-delay-ms")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// The answer to a probe path, or `None` when the request is not a probe.
+fn probe(parts: &Parts, shared: &Shared) -> Option<Response<Body>> {
+    let path = parts.uri.path();
+    if !matches!(parts.method, Method::GET | Method::HEAD) || !is_probe(path) {
+        return None;
+    }
+    let answer = if LIVE_PATHS.contains(&path) {
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"ok": true, "status": "live"}),
+        )
+    } else if shared.ready.load(Ordering::Relaxed) {
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"ok": true, "status": "ready"}),
+        )
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"ok": false, "status": "not_ready"}),
+        )
     };
-    Ok(response)
+    Some(answer)
+}
+
+/// The 401 an OpenAI client understands, unless the node has no token or the request carries
+/// exactly `Authorization: Bearer <token>` (then `None`: let it through).
+fn refuse_without_token(headers: &HeaderMap, token: Option<&str>) -> Option<Response<Body>> {
+    let token = token?;
+    let (message, code) = match headers.get(http::header::AUTHORIZATION) {
+        None => (
+            "missing gateway token: send `Authorization: Bearer <token>`",
+            "missing_api_key",
+        ),
+        Some(given) => {
+            let expected = format!("Bearer {token}");
+            if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return None;
+            }
+            ("invalid gateway token", "invalid_api_key")
+        }
+    };
+    let mut refusal = error(
+        StatusCode::UNAUTHORIZED,
+        message,
+        "authentication_error",
+        Some(code),
+    );
+    refusal
+        .headers_mut()
+        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    Some(refusal)
+}
+
+/// The OpenAI-compatible API, for a caller already let in.
+fn answer_api(parts: &Parts, body: &Bytes, shared: &Shared) -> Response<Body> {
+    let now = unix_now();
+    let options = &shared.options;
+    match (&parts.method, parts.uri.path()) {
+        (&Method::GET, "/v1/models") => json(StatusCode::OK, &openai::models(now)),
+        (&Method::GET, path) if path.starts_with("/v1/models/") => {
+            let id = &path["/v1/models/".len()..];
+            match openai::model(id, now) {
+                Some(model) => json(StatusCode::OK, &model),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    &format!("The model `{id}` does not exist"),
+                    "invalid_request_error",
+                    Some("model_not_found"),
+                ),
+            }
+        }
+        (&Method::POST, "/v1/embeddings") => match openai::embeddings(body) {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(m) => bad_request(&m),
+        },
+        (&Method::POST, "/v1/chat/completions") => match openai::ChatRequest::parse(body) {
+            Ok(chat) => {
+                let turn = shared.take_turn(&parts.headers, &chat);
+                let answer = if chat.stream {
+                    stream_events(
+                        openai::chat_stream_events(&completion_id(), now, &chat),
+                        options,
+                    )
+                } else {
+                    json(
+                        StatusCode::OK,
+                        &openai::chat_completion(&completion_id(), now, &chat),
+                    )
+                };
+                turn.report(answer)
+            }
+            Err(m) => bad_request(&m),
+        },
+        (&Method::POST, "/v1/responses") => match openai::ChatRequest::parse_responses(body) {
+            Ok(req) => {
+                let turn = shared.take_turn(&parts.headers, &req);
+                let answer = if req.stream {
+                    stream_events(
+                        openai::response_stream_events(&response_id(), now, &req),
+                        options,
+                    )
+                } else {
+                    json(StatusCode::OK, &openai::response(&response_id(), now, &req))
+                };
+                turn.report(answer)
+            }
+            Err(m) => bad_request(&m),
+        },
+        (_, path) => error(
+            StatusCode::NOT_FOUND,
+            &format!("mock node has no {path}"),
+            "not_found",
+            None,
+        ),
+    }
+}
+
+/// The agent and session a request landed in, and the session's turns with this one.
+struct SessionTurn {
+    route: SessionRoute,
+    turns: u64,
+}
+
+impl SessionTurn {
+    /// Adds `x-mock-agent`, `x-mock-session` and `x-mock-session-turns` to the answer. A key that
+    /// is no valid header value (a `user` with control characters) is left out, not mangled.
+    fn report(self, mut answer: Response<Body>) -> Response<Body> {
+        let headers = answer.headers_mut();
+        let values = [
+            (session::AGENT_REPORT_HEADER, self.route.agent),
+            (session::SESSION_REPORT_HEADER, self.route.session_key),
+            (session::TURNS_REPORT_HEADER, self.turns.to_string()),
+        ];
+        for (name, value) in values {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        answer
+    }
 }
 
 /// Streams SSE frames, one per event, paced and held as `options` say.
@@ -285,6 +458,20 @@ fn stream_events(frames: Vec<String>, options: &MockOptions) -> Response<Body> {
         .header("cache-control", "no-cache")
         .body(BodyExt::boxed(StreamBody::new(events)))
         .expect("static response parts are valid")
+}
+
+fn bad_request(message: &str) -> Response<Body> {
+    error(
+        StatusCode::BAD_REQUEST,
+        message,
+        "invalid_request_error",
+        None,
+    )
+}
+
+/// The one way the mock answers an error: an OpenAI-shaped body with `status`.
+fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response<Body> {
+    json(status, &openai::error(message, kind, code))
 }
 
 fn json(status: StatusCode, value: &Value) -> Response<Body> {

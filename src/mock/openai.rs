@@ -1,7 +1,9 @@
 //! The OpenAI-compatible answers of the mock node: chat completions and the Responses API (JSON
-//! and SSE), embeddings, models. Deterministic text, realistic `usage` numbers, and the SSE framing that official SDKs
-//! parse (`data: {...}\n\n` events, a usage-only chunk when `stream_options.include_usage`, and
-//! `data: [DONE]`).
+//! and SSE), embeddings, models, errors. Deterministic text, realistic `usage` numbers, and the
+//! SSE framing that official SDKs parse: for chat, `data: {...}\n\n` chunks, a usage-only chunk
+//! when `stream_options.include_usage`, and `data: [DONE]`; for the Responses API, the full
+//! `event: <type>` sequence OpenAI sends, from `response.created` to `response.completed`, which
+//! the Python SDK's `client.responses.stream()` helper checks event by event.
 
 use serde_json::{json, Value};
 
@@ -17,6 +19,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
     pub prompt_tokens: u64,
     pub last_user_message: String,
+    /// The OpenAI `user` field, which an OpenClaw node reads as the caller's session.
+    pub user: Option<String>,
 }
 
 impl ChatRequest {
@@ -35,6 +39,7 @@ impl ChatRequest {
                 .unwrap_or(false),
             prompt_tokens: prompt_tokens + 3,
             last_user_message,
+            user: v["user"].as_str().map(str::to_owned),
         })
     }
 
@@ -54,6 +59,7 @@ impl ChatRequest {
             include_usage: false,
             prompt_tokens,
             last_user_message,
+            user: v["user"].as_str().map(str::to_owned),
         })
     }
 
@@ -164,6 +170,30 @@ pub fn chat_stream_events(id: &str, created: u64, req: &ChatRequest) -> Vec<Stri
     frames
 }
 
+/// The one output message of a Responses API answer, with the id the stream's events name.
+fn output_message(response_id: &str, text: &str, done: bool) -> Value {
+    let content = if done {
+        json!([output_text(text)])
+    } else {
+        json!([])
+    };
+    json!({
+        "id": message_id(response_id),
+        "type": "message",
+        "status": if done { "completed" } else { "in_progress" },
+        "role": "assistant",
+        "content": content,
+    })
+}
+
+fn output_text(text: &str) -> Value {
+    json!({ "type": "output_text", "text": text, "annotations": [] })
+}
+
+fn message_id(response_id: &str) -> String {
+    format!("msg_{}", response_id.trim_start_matches("resp_"))
+}
+
 /// A Responses API `response` object; `done` gives it its output and `usage`.
 fn response_object(id: &str, created: u64, req: &ChatRequest, done: bool) -> Value {
     let words = req.answer_words();
@@ -173,18 +203,18 @@ fn response_object(id: &str, created: u64, req: &ChatRequest, done: bool) -> Val
         "object": "response",
         "created_at": created,
         "status": if done { "completed" } else { "in_progress" },
+        "error": Value::Null,
+        "incomplete_details": Value::Null,
+        "instructions": Value::Null,
         "model": req.model,
         "output": [],
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
         "usage": Value::Null,
     });
     if done {
-        response["output"] = json!([{
-            "type": "message",
-            "id": format!("msg_{}", &id[5..]),
-            "status": "completed",
-            "role": "assistant",
-            "content": [{ "type": "output_text", "text": words.concat(), "annotations": [] }],
-        }]);
+        response["output"] = json!([output_message(id, &words.concat(), true)]);
         response["usage"] = json!({
             "input_tokens": req.prompt_tokens,
             "input_tokens_details": { "cached_tokens": 0 },
@@ -201,32 +231,50 @@ pub fn response(id: &str, created: u64, req: &ChatRequest) -> Value {
     response_object(id, created, req, true)
 }
 
-/// The SSE events of a streamed Responses API answer: `response.created`, one
-/// `response.output_text.delta` per word, `response.completed` carrying `usage`.
+/// The SSE events of a streamed Responses API answer, in the order OpenAI sends them:
+/// `response.created`, `response.in_progress`, `response.output_item.added` (the message, empty),
+/// `response.content_part.added` (an empty `output_text`), one `response.output_text.delta` per
+/// word, `response.output_text.done`, `response.content_part.done`,
+/// `response.output_item.done`, and `response.completed` carrying `usage`. Each is an
+/// `event: <type>\ndata: <json>\n\n` frame with the next `sequence_number`.
 pub fn response_stream_events(id: &str, created: u64, req: &ChatRequest) -> Vec<String> {
-    let mut events = vec![json!({
-        "type": "response.created",
-        "sequence_number": 0,
-        "response": response_object(id, created, req, false),
-    })];
-    for word in req.answer_words() {
-        events.push(json!({
-            "type": "response.output_text.delta",
-            "sequence_number": events.len(),
-            "item_id": format!("msg_{}", &id[5..]),
-            "output_index": 0,
-            "content_index": 0,
-            "delta": word,
-        }));
-    }
-    events.push(json!({
-        "type": "response.completed",
-        "sequence_number": events.len(),
-        "response": response_object(id, created, req, true),
+    let words = req.answer_words();
+    let text = words.concat();
+    let item_id = message_id(id);
+    // Events about the text name its place: the first output item, its first content part.
+    let in_text = |mut event: Value| {
+        event["item_id"] = json!(item_id);
+        event["output_index"] = json!(0);
+        event["content_index"] = json!(0);
+        event
+    };
+    let mut events = vec![
+        json!({ "type": "response.created", "response": response_object(id, created, req, false) }),
+        json!({ "type": "response.in_progress", "response": response_object(id, created, req, false) }),
+        json!({ "type": "response.output_item.added", "output_index": 0,
+                "item": output_message(id, "", false) }),
+        in_text(json!({ "type": "response.content_part.added", "part": output_text("") })),
+    ];
+    events.extend(words.iter().map(|word| {
+        in_text(json!({ "type": "response.output_text.delta", "delta": word, "logprobs": [] }))
     }));
+    events.extend([
+        in_text(json!({ "type": "response.output_text.done", "text": text, "logprobs": [] })),
+        in_text(json!({ "type": "response.content_part.done", "part": output_text(&text) })),
+        json!({ "type": "response.output_item.done", "output_index": 0,
+                "item": output_message(id, &text, true) }),
+        json!({ "type": "response.completed", "response": response_object(id, created, req, true) }),
+    ]);
     events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .iter_mut()
+        .enumerate()
+        .map(|(sequence_number, event)| {
+            event["sequence_number"] = json!(sequence_number);
+            format!(
+                "event: {}\ndata: {event}\n\n",
+                event["type"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
@@ -276,13 +324,30 @@ fn embed(text: &str) -> Vec<f64> {
     v.iter().map(|x| x / norm).collect()
 }
 
-pub fn models(created: u64) -> Value {
-    let model = |id: &str| json!({ "id": id, "object": "model", "created": created, "owned_by": "openclaw" });
-    json!({ "object": "list", "data": [model("openclaw"), model("gpt-4o-mini"), model("gemma3:27b")] })
+/// The models `GET /v1/models` lists.
+const MODEL_IDS: [&str; 3] = ["openclaw", "gpt-4o-mini", "gemma3:27b"];
+
+fn model_object(id: &str, created: u64) -> Value {
+    json!({ "id": id, "object": "model", "created": created, "owned_by": "openclaw" })
 }
 
-pub fn error(message: &str, kind: &str) -> Value {
-    json!({ "error": { "message": message, "type": kind, "code": Value::Null } })
+/// The answer to `GET /v1/models`.
+pub fn models(created: u64) -> Value {
+    let data: Vec<Value> = MODEL_IDS
+        .iter()
+        .map(|id| model_object(id, created))
+        .collect();
+    json!({ "object": "list", "data": data })
+}
+
+/// The answer to `GET /v1/models/{id}`: the model, if `/v1/models` lists it.
+pub fn model(id: &str, created: u64) -> Option<Value> {
+    MODEL_IDS.contains(&id).then(|| model_object(id, created))
+}
+
+/// An OpenAI-shaped error body: `{"error":{"message","type","code"}}`.
+pub fn error(message: &str, kind: &str, code: Option<&str>) -> Value {
+    json!({ "error": { "message": message, "type": kind, "code": code } })
 }
 
 #[cfg(test)]
@@ -325,6 +390,107 @@ mod tests {
             .as_str()
             .unwrap()
             .ends_with("Plan my week"));
+    }
+
+    fn parse_frames(frames: &[String]) -> Vec<Value> {
+        frames
+            .iter()
+            .map(|frame| {
+                let (event_line, data_line) = frame
+                    .strip_suffix("\n\n")
+                    .and_then(|f| f.split_once('\n'))
+                    .unwrap_or_else(|| panic!("an `event:` and a `data:` line: {frame:?}"));
+                let event: Value =
+                    serde_json::from_str(data_line.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(
+                    event_line,
+                    format!("event: {}", event["type"].as_str().unwrap())
+                );
+                event
+            })
+            .collect()
+    }
+
+    #[test]
+    fn responses_stream_sends_the_whole_event_sequence_in_order() {
+        let body = json!({ "model": "openclaw/beta", "input": "Plan my week", "stream": true });
+        let req = ChatRequest::parse_responses(body.to_string().as_bytes()).unwrap();
+        let words = req.answer_words();
+        let events = parse_frames(&response_stream_events("resp_abc", 7, &req));
+
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        let mut expected = vec![
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+        ];
+        expected.extend(words.iter().map(|_| "response.output_text.delta"));
+        expected.extend([
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]);
+        assert_eq!(kinds, expected);
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event["sequence_number"], i, "{event}");
+        }
+
+        let text = words.concat();
+        let added = &events[2];
+        assert_eq!(added["output_index"], 0);
+        assert_eq!(added["item"]["id"], "msg_abc");
+        assert_eq!(added["item"]["status"], "in_progress");
+        assert_eq!(added["item"]["content"], json!([]));
+        assert_eq!(
+            events[3]["part"],
+            json!({ "type": "output_text", "text": "", "annotations": [] })
+        );
+        for event in &events[3..events.len() - 2] {
+            assert_eq!(event["item_id"], "msg_abc", "{event}");
+            assert_eq!(event["output_index"], 0, "{event}");
+            assert_eq!(event["content_index"], 0, "{event}");
+        }
+        let deltas: String = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas, text);
+        let n = events.len();
+        assert_eq!(events[n - 4]["text"], text);
+        assert_eq!(events[n - 3]["part"]["text"], text);
+        assert_eq!(events[n - 2]["item"]["status"], "completed");
+        assert_eq!(events[n - 2]["item"]["content"][0]["text"], text);
+
+        let created = &events[0]["response"];
+        assert_eq!(created["id"], "resp_abc");
+        assert_eq!(created["status"], "in_progress");
+        assert_eq!(created["model"], "openclaw/beta");
+        let completed = &events[n - 1]["response"];
+        assert_eq!(completed["status"], "completed");
+        assert_eq!(completed["output"][0]["content"][0]["text"], text);
+        assert_eq!(completed["usage"]["input_tokens"], req.prompt_tokens);
+        assert_eq!(completed["usage"]["output_tokens"], words.len());
+        assert_eq!(completed, &response("resp_abc", 7, &req));
+    }
+
+    #[test]
+    fn requests_carry_the_user_field() {
+        let chat = ChatRequest::parse(br#"{"messages":[],"user":"alice"}"#).unwrap();
+        assert_eq!(chat.user.as_deref(), Some("alice"));
+        let responses = ChatRequest::parse_responses(br#"{"input":"hi"}"#).unwrap();
+        assert_eq!(responses.user, None);
+    }
+
+    #[test]
+    fn a_model_is_found_only_if_listed() {
+        let listed = models(1);
+        for m in listed["data"].as_array().unwrap() {
+            assert_eq!(model(m["id"].as_str().unwrap(), 1).as_ref(), Some(m));
+        }
+        assert_eq!(model("nope", 1), None);
     }
 
     #[test]

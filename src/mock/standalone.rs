@@ -3,8 +3,11 @@
 //! Operators use it as a stand-in node for trying a config (point a pool at it, send requests,
 //! watch the ledger and the metrics) without a real OpenClaw node; the comparative benchmark
 //! (`benches/compare/run`) uses it as the upstream of every proxy it measures, and measures it
-//! directly as the floor. It keeps no record of the requests it answers (`skip_recording`), so
-//! its memory stays flat however long it runs. It stops on Ctrl-C or SIGTERM.
+//! directly as the floor. It keeps no record of the requests it answers (`skip_recording`), and
+//! its session turn counts are capped, so its memory stays flat however long it runs. With
+//! `--token-env VAR` it wants the token held in that environment variable, as an OpenClaw node
+//! with a gateway token does; the token is read once at start and never printed. It stops on
+//! Ctrl-C or SIGTERM.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -19,6 +22,8 @@ pub struct StandaloneOptions {
     pub event_delay: Duration,
     /// Tokio worker threads; `None`: one per core.
     pub threads: Option<usize>,
+    /// The environment variable that holds the node's gateway token; `None`: no auth.
+    pub token_env: Option<String>,
 }
 
 /// Serves until Ctrl-C or SIGTERM. Returns an error only when start-up fails.
@@ -27,7 +32,14 @@ pub fn run(options: StandaloneOptions) -> Result<(), String> {
         listen,
         event_delay,
         threads,
+        token_env,
     } = options;
+    let token = token_env.as_deref().map(read_token).transpose()?;
+    let auth = if token.is_some() {
+        "wants `Authorization: Bearer <token>` on /v1/*"
+    } else {
+        "no auth"
+    };
     let listener = std::net::TcpListener::bind(listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("mock node cannot listen on {listen}: {e}"))?;
@@ -51,6 +63,7 @@ pub fn run(options: StandaloneOptions) -> Result<(), String> {
             MockOptions {
                 event_delay,
                 skip_recording: true,
+                token,
                 ..MockOptions::default()
             },
         );
@@ -58,12 +71,30 @@ pub fn run(options: StandaloneOptions) -> Result<(), String> {
         let mut stdout = std::io::stdout();
         let _ = writeln!(
             stdout,
-            "mock OpenClaw node listening on http://{addr} (answers /v1/chat/completions, \
-             /v1/embeddings, /v1/models, /healthz; Ctrl-C stops it)"
+            "mock OpenClaw node listening on http://{addr} ({auth}; answers \
+             /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /v1/models/{{id}}, \
+             /health, /healthz, /ready, /readyz; Ctrl-C stops it)"
         )
         .and_then(|()| stdout.flush());
         wait_for_stop().await
     })
+}
+
+/// The token held in the environment variable `name`: an error, naming the variable but not
+/// its value, when it is unset or empty.
+fn read_token(name: &str) -> Result<String, String> {
+    match std::env::var(name) {
+        Ok(token) if !token.is_empty() => Ok(token),
+        Ok(_) => Err(format!(
+            "--token-env {name}: the environment variable {name} is empty"
+        )),
+        Err(std::env::VarError::NotPresent) => Err(format!(
+            "--token-env {name}: the environment variable {name} is not set"
+        )),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+            "--token-env {name}: the environment variable {name} is not valid UTF-8"
+        )),
+    }
 }
 
 async fn wait_for_stop() -> Result<(), String> {
