@@ -62,6 +62,7 @@ async fn forged_session_agent_and_scope_headers_and_user_never_reach_the_node() 
             json!({ "model": "openclaw", "input": "hi", "stream": true }),
         ),
     ];
+    let mut turns = Vec::new();
     for (path, body) in &requests {
         let mut body = body.clone();
         body["user"] = json!("agent:main:openai-user:ana");
@@ -74,8 +75,14 @@ async fn forged_session_agent_and_scope_headers_and_user_never_reach_the_node() 
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
+        turns.push(response.headers()["x-mock-session-turns"].to_owned());
         response.bytes().await.unwrap();
     }
+    // All three landed in bob's one session (chat, streaming chat, Responses alike); ana's
+    // session was never touched.
+    assert_eq!(turns, ["1", "2", "3"]);
+    assert_eq!(node.session_turns("agent:main:openai-user:ana"), 0);
+    assert_eq!(node.session_turns("main"), 0);
     let seen = node.seen();
     assert_eq!(seen.len(), requests.len());
     let bobs = session_key("bob", Some("agent:main:openai-user:ana"));
@@ -102,6 +109,7 @@ async fn forged_session_agent_and_scope_headers_and_user_never_reach_the_node() 
 async fn two_users_get_two_sessions_and_each_keeps_their_own() {
     let node = MockNode::start(MockOptions::default()).await.unwrap();
     let gw = Gateway::start(Setup::nodes(&[node.addr()])).await;
+    let mut reported = Vec::new();
     for user in ["ana", "bob", "ana"] {
         let r = client()
             .post(gw.url("/v1/chat/completions"))
@@ -111,7 +119,14 @@ async fn two_users_get_two_sessions_and_each_keeps_their_own() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        let header = |name: &str| r.headers()[name].to_str().unwrap().to_owned();
+        reported.push((header("x-mock-session"), header("x-mock-session-turns")));
     }
+    // What the node itself says: ana's second request continues her session.
+    assert_eq!(reported[0].0, reported[2].0);
+    assert_ne!(reported[0].0, reported[1].0);
+    let turns: Vec<&str> = reported.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(turns, ["1", "1", "2"]);
     let keys: Vec<Vec<String>> = node.seen().iter().map(|r| session_of(r).0).collect();
     assert_eq!(keys[0], [session_key("ana", None)]);
     assert_eq!(keys[1], [session_key("bob", None)]);
@@ -283,7 +298,12 @@ async fn a_gateway_key_never_reaches_a_node_in_any_header() {
 #[tokio::test]
 async fn a_node_token_goes_to_the_node_and_the_byok_key_to_its_own_header() {
     const TOKEN: &str = "node-token-7f3a9c1e5b";
-    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let node = MockNode::start(MockOptions {
+        token: Some(TOKEN.to_owned()),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
     let gw = Gateway::start(
         Setup::nodes(&[node.addr()])
             .pool(
@@ -307,7 +327,17 @@ async fn a_node_token_goes_to_the_node_and_the_byok_key_to_its_own_header() {
         seen.headers["x-provider-authorization"],
         common::PROVIDER_KEY_HEADER
     );
-    // PROBE-CHECK
+    // Health checks carry the token too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.probes().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no health probe arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let probe = node.probes().remove(0);
+    assert_eq!(probe.headers["authorization"], format!("Bearer {TOKEN}"));
 
     // No client response, log line or ledger row holds the token.
     assert!(!answer.contains(TOKEN));
@@ -393,5 +423,72 @@ async fn only_token_endpoints_answered_2xx_get_token_estimates() {
     assert_eq!((rows[1].0.as_str(), rows[1].1), ("/v1/nope", 404));
     for row in &rows {
         assert_eq!((row.2, row.3, row.4), (None, None, 0), "{row:?}");
+    }
+}
+
+/// The official OpenAI Python SDK through the gateway: `client.responses.stream()` checks
+/// every event of the Responses stream, so the gateway must pass it through untouched; chat
+/// streams too. Both requests land in the user's own session on a node that requires its token.
+#[tokio::test]
+async fn the_official_python_sdk_streams_through_the_gateway() {
+    let has_sdk = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        has_sdk,
+        "this test needs python3 with the openai package: `python3 -m pip install openai` \
+         (or run .ci/run, which installs it)"
+    );
+    let node = MockNode::start(MockOptions {
+        token: Some("node-secret".to_owned()),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let gw = Gateway::start(
+        Setup::nodes(&[node.addr()])
+            .top("auth: { require_key: true }\n")
+            .pool("    auth_token_env: SDK_NODE_TOKEN\n    byok_header: x-provider-authorization\n")
+            .env("SDK_NODE_TOKEN", "node-secret"),
+    )
+    .await;
+    let (_, key) = gw.create_key("ana", None).await;
+    let base_url = gw.url("/v1");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/responses_stream.py");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(&base_url)
+            .env("OPENAI_API_KEY", "sk-ana-own-key")
+            .env(
+                "EXTRA_HEADERS_JSON",
+                format!(r#"{{"x-gateway-key": "{key}", "x-openclaw-session-key": "main"}}"#),
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    let answer = "Hello! I am the ExoClaw demo node. You asked: Plan my week";
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [format!("responses: {answer}"), format!("chat: {answer}")],
+        "{stderr}"
+    );
+    assert_eq!(node.session_turns(&session_key("ana", None)), 2);
+    assert_eq!(
+        node.session_turns("main"),
+        0,
+        "the client's session key was dropped"
+    );
+    for seen in node.seen() {
+        assert_eq!(
+            seen.headers["x-provider-authorization"],
+            "Bearer sk-ana-own-key"
+        );
     }
 }

@@ -168,10 +168,15 @@ impl MockNode {
 
     /// How many probes (`/health`, `/healthz`, `/ready`, `/readyz`) arrived.
     pub fn health_probes(&self) -> usize {
+        self.probes().len()
+    }
+
+    /// The probes (`/health`, `/healthz`, `/ready`, `/readyz`) received so far, in order.
+    pub fn probes(&self) -> Vec<SeenRequest> {
         self.shared
             .seen
             .lock()
-            .map(|s| s.iter().filter(|r| is_probe(&r.path)).count())
+            .map(|s| s.iter().filter(|r| is_probe(&r.path)).cloned().collect())
             .unwrap_or_default()
     }
 

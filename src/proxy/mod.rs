@@ -400,7 +400,7 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         let replayable = !session.as_ref().retry_buffer_truncated();
-        let retry = self.broken_reused_connection(ctx, &e, client_reused, replayable);
+        let retry = self.retry_after_broken_connection(ctx, &e, client_reused, replayable);
         e.set_retry(retry);
         e
     }
@@ -547,6 +547,9 @@ impl ProxyHttp for Gateway {
             };
         };
         if session.response_written().is_none() {
+            // The connection is not reused after a failure: say so, so that a keep-alive
+            // client opens a new one instead of writing its next request into a closed one.
+            session.set_keepalive(None);
             let headers = ctx.response_headers();
             if let Err(write_error) = respond::error(session, &error, &headers).await {
                 log::debug!("could not send error response: {write_error}");
@@ -716,13 +719,20 @@ impl Gateway {
         Ok(())
     }
 
-    /// A request failed on a connection to a node. It is sent again, on a fresh connection,
-    /// when nothing suggests the node acted on it: the connection was a reused keep-alive one
-    /// that broke (the node died, or closed it as idle, between two requests), no response
-    /// byte came back, and the body can be replayed. The failure counts against the node;
-    /// when the fresh connection cannot be opened either, `fail_to_connect` moves the request
-    /// to another node.
-    fn broken_reused_connection(
+    /// A request failed on a connection to a node, before any byte of an answer. It is sent
+    /// again when the body can be replayed and the connection broke rather than timed out:
+    ///
+    /// - on a reused keep-alive connection (the node died, or closed it as idle, between two
+    ///   requests): once more to the same node, on a fresh connection;
+    /// - on a fresh connection (the node is going away: its listener still accepted, then it
+    ///   died): on another node, like a refused connection, while attempts and live nodes
+    ///   remain.
+    ///
+    /// Each failure counts against the node. A node that had read the request and died can
+    /// not have answered it, so sending it elsewhere loses nothing; a node that breaks the
+    /// connection while alive and working would see the request twice, which is the price of
+    /// losing no request to a dying node (and a rare one: an answer's first byte ends retries).
+    fn retry_after_broken_connection(
         &self,
         ctx: &mut RequestCtx,
         e: &Error,
@@ -734,31 +744,32 @@ impl Gateway {
             e.etype(),
             ConnectionClosed | ReadError | WriteError | ConnectError | InvalidHTTPHeader
         );
-        let retry = reused
-            && replayable
-            && broken
-            && ctx.route == Route::Node
-            && ctx.first_byte.is_none()
-            && !ctx.fresh_connection;
-        if !retry {
+        if !(broken && replayable && ctx.route == Route::Node && ctx.first_byte.is_none()) {
             return false;
         }
-        if let Some(guard) = ctx.inflight.take() {
-            let node = guard.node();
-            let threshold = ctx
-                .snapshot
-                .as_ref()
-                .and_then(|s| s.pools.get(&node.pool))
-                .map_or(1, |p| p.config().health.failures);
-            node.record_failure(
-                &format!("reused connection: {}", e.etype().as_str()),
-                threshold,
-            );
+        let retry = if reused && !ctx.fresh_connection {
+            if let Some(guard) = ctx.inflight.take() {
+                let node = guard.node();
+                let threshold = ctx
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.pools.get(&node.pool))
+                    .map_or(1, |p| p.config().health.failures);
+                node.record_failure(
+                    &format!("reused connection: {}", e.etype().as_str()),
+                    threshold,
+                );
+            }
+            ctx.fresh_connection = true;
+            true
+        } else {
+            self.connect_failed(ctx, e)
+        };
+        if retry {
+            // The body goes out again and is counted again.
+            ctx.request_body_bytes = 0;
         }
-        ctx.fresh_connection = true;
-        // The body goes out again and is counted again.
-        ctx.request_body_bytes = 0;
-        true
+        retry
     }
 
     /// Counts a connect failure against the node and decides whether to try another node: only

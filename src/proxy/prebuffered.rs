@@ -45,8 +45,8 @@ impl Gateway {
                 Ok(()) => break (upstream, peer),
                 Err(e) => {
                     let e = up(e);
-                    // A keep-alive connection that broke before any answer: once more, fresh.
-                    if !self.broken_reused_connection(ctx, &e, reused, true) {
+                    // A connection that broke before any answer: again (see the method).
+                    if !self.retry_after_broken_connection(ctx, &e, reused, true) {
                         return Err(e);
                     }
                 }

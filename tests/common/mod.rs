@@ -19,11 +19,18 @@ pub const PROVIDER_KEY_HEADER: &str = "Bearer sk-test-provider-key-123";
 pub const STRIPE_SECRET: &str = "whsec_test_secret";
 
 /// An address on loopback that nothing listens on right now.
+///
+/// The port comes from below Linux's ephemeral range (32768 and up): a port the kernel handed
+/// out and took back could be handed to another test's outgoing connection before this test's
+/// gateway binds it, and that race failed whole runs when many tests ran in parallel.
 pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener
-        .local_addr()
-        .expect("ephemeral port has an address")
+    for _ in 0..1000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("bound port has an address");
+        }
+    }
+    panic!("no free port between 20000 and 32000 on loopback");
 }
 
 /// What a test gateway is configured with. By default: one pool `openclaw` with `nodes`, and
