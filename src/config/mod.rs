@@ -1248,4 +1248,95 @@ pools:
         let e = Config::from_yaml(&text).unwrap_err();
         assert_eq!(e.path, "pools.openclaw.nodes[1].name");
     }
+
+    fn with_pool_keys(keys: &str) -> String {
+        MINIMAL.replace("  openclaw:\n", &format!("  openclaw:\n{keys}"))
+    }
+
+    #[test]
+    fn node_tokens_come_from_the_environment_and_never_show() {
+        std::env::set_var("EXOCLAW_TEST_POOL_TOKEN", "pool-secret");
+        std::env::set_var("EXOCLAW_TEST_NODE_TOKEN", "node-secret");
+        let text = with_pool_keys(
+            "    auth_token_env: EXOCLAW_TEST_POOL_TOKEN\n    byok_header: X-Provider-Authorization\n",
+        )
+        .replace(
+            "[ { name: mac-mini, addr: \"127.0.0.1:18789\" } ]",
+            "[ { name: a, addr: \"127.0.0.1:1\" }, \
+             { name: b, addr: \"127.0.0.1:2\", auth_token_env: EXOCLAW_TEST_NODE_TOKEN } ]",
+        );
+        let config = Config::from_yaml(&text).unwrap();
+        config.require_node_tokens().unwrap();
+        let pool = &config.pools["openclaw"];
+        let token = |i: usize| pool.nodes[i].auth_token.as_ref().unwrap().value().unwrap();
+        assert_eq!((token(0), token(1)), ("pool-secret", "node-secret"));
+        assert_eq!(
+            pool.byok_header.as_deref(),
+            Some("x-provider-authorization")
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pool-secret") && !shown.contains("node-secret"));
+        assert!(shown.contains("EXOCLAW_TEST_POOL_TOKEN"));
+    }
+
+    #[test]
+    fn an_unset_token_variable_is_named_by_the_serving_check() {
+        let text = with_pool_keys(
+            "    auth_token_env: EXOCLAW_TEST_NEVER_SET\n    byok_header: x-provider-key\n",
+        );
+        let config = Config::from_yaml(&text).expect("keys and usage need no node token");
+        let e = config.require_node_tokens().unwrap_err();
+        assert_eq!(e.path, "pools.openclaw.auth_token_env");
+        assert!(e.message.contains("EXOCLAW_TEST_NEVER_SET"), "{e}");
+    }
+
+    #[test]
+    fn byok_beside_a_node_token_needs_its_own_header() {
+        let text = with_pool_keys("    auth_token_env: PATH\n");
+        let e = Config::from_yaml(&text).unwrap_err();
+        assert_eq!(e.path, "pools.openclaw.byok_header");
+        let codex = format!("auth: {{ mode: codex }}\n{text}");
+        assert!(
+            Config::from_yaml(&codex).is_ok(),
+            "codex mode leaves Authorization free"
+        );
+        for bad in [
+            "authorization",
+            "x-openclaw-model",
+            "x-forwarded-for",
+            "bad header",
+        ] {
+            let text = with_pool_keys(&format!(
+                "    auth_token_env: PATH\n    byok_header: \"{bad}\"\n"
+            ));
+            let e = Config::from_yaml(&text).unwrap_err();
+            assert_eq!(e.path, "pools.openclaw.byok_header", "{bad}");
+        }
+    }
+
+    #[test]
+    fn sessions_and_openclaw_headers_are_the_gateways_to_allow() {
+        let config = Config::from_yaml(MINIMAL).unwrap();
+        let pool = &config.pools["openclaw"];
+        assert_eq!(pool.session, SessionMode::PerUser);
+        assert!(pool.allow_openclaw_headers.is_empty());
+        let text = with_pool_keys(
+            "    session: per_request\n    allow_openclaw_headers: [X-OpenClaw-Agent-Id]\n",
+        );
+        let pool = Config::from_yaml(&text).unwrap().pools["openclaw"].clone();
+        assert_eq!(pool.session, SessionMode::PerRequest);
+        assert_eq!(pool.allow_openclaw_headers, ["x-openclaw-agent-id"]);
+        for never in [
+            "x-openclaw-session-key",
+            "X-OpenClaw-Scopes",
+            "x-forwarded-for",
+        ] {
+            let text = with_pool_keys(&format!("    allow_openclaw_headers: [{never}]\n"));
+            let e = Config::from_yaml(&text).unwrap_err();
+            assert_eq!(
+                e.path, "pools.openclaw.allow_openclaw_headers[0]",
+                "{never}"
+            );
+        }
+    }
 }
