@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::bare_client;
 use exoclaw::mock::{MockNode, MockOptions};
 use reqwest::{RequestBuilder, Response};
@@ -253,32 +251,9 @@ async fn models_are_found_by_id() {
 /// `.ci/run` installs; without them this test fails rather than passing unchecked.
 #[tokio::test]
 async fn official_python_sdk_streams_responses_and_chat() {
-    let has_sdk = Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        has_sdk,
-        "this test needs python3 with the openai package: `python3 -m pip install openai` \
-         (or run .ci/run, which installs it)"
-    );
     let node = node(Some(TOKEN)).await;
-    let base_url = url(&node, "/v1");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/responses_stream.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(&base_url)
-            .env("OPENAI_API_KEY", TOKEN)
-            .env(
-                "EXTRA_HEADERS_JSON",
-                r#"{"x-openclaw-session-key": "sdk-room"}"#,
-            )
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let headers = r#"{"x-openclaw-session-key": "sdk-room"}"#.to_owned();
+    let out = common::run_python_sdk(url(&node, "/v1"), TOKEN, headers).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{chat_body, client, free_addr, Gateway, Setup, ADMIN_TOKEN};
+use common::{chat_body, client, free_addr, Gateway, Setup};
 use exoclaw::mock::{MockNode, MockOptions};
 use serde_json::{json, Value};
 
@@ -113,15 +113,7 @@ async fn consistent_hashing_keeps_users_and_a_dead_node_costs_no_request() {
             );
         }
     }
-    let report: Value = client()
-        .get(gw.admin_url("/admin/nodes"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = gw.admin_nodes().await;
     let dead_report = report["nodes"]
         .as_array()
         .unwrap()
@@ -396,15 +388,7 @@ async fn a_tls_node_is_reached_with_its_sni_and_verified_against_the_pools_ca() 
     assert_eq!(node.seen().len(), 1);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(node.health_probes() > 0, "health checks speak TLS too");
-    let report: Value = client()
-        .get(gw.admin_url("/admin/nodes"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = gw.admin_nodes().await;
     assert_eq!(report["nodes"][0]["healthy"], true, "{report}");
 
     // Without the pool's CA the certificate is not trusted: no request reaches the node.
@@ -526,15 +510,7 @@ impl Drop for NodeProcess {
 }
 
 async fn all_nodes_healthy(gw: &Gateway) -> bool {
-    let nodes: Value = client()
-        .get(gw.admin_url("/admin/nodes"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let nodes: Value = gw.admin_nodes().await;
     nodes["nodes"]
         .as_array()
         .unwrap()
@@ -596,15 +572,7 @@ async fn a_node_killed_between_requests_fails_no_request() {
         failed.len(),
         &failed[..failed.len().min(10)]
     );
-    let nodes: Value = client()
-        .get(gw.admin_url("/admin/nodes"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let nodes: Value = gw.admin_nodes().await;
     let errors: u64 = nodes["nodes"]
         .as_array()
         .unwrap()

@@ -440,15 +440,7 @@ async fn a_reused_connection_that_breaks_before_any_answer_is_retried_fresh() {
     }
     // Each request answered once (health probes come on connections of their own).
     assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 5);
-    let nodes: serde_json::Value = client()
-        .get(gw.admin_url("/admin/nodes"))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let nodes: serde_json::Value = gw.admin_nodes().await;
     let node = &nodes["nodes"][0];
     assert!(node["errors"].as_u64().unwrap() >= 2, "{node}");
     assert!(

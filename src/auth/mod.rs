@@ -104,6 +104,9 @@ pub fn create_key(
     Ok(minted)
 }
 
+/// The user of a request that names none (`require_key: false` without `X-User-ID`).
+pub const ANONYMOUS: &str = "anonymous";
+
 /// The caller, as far as the gateway can vouch for them.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -190,7 +193,7 @@ pub fn authenticate(
              Authorization: Bearer exo_… when you bring no provider key).",
         )),
         None => Ok(Identity {
-            user: claimed.unwrap_or_else(|| "anonymous".to_owned()),
+            user: claimed.unwrap_or_else(|| ANONYMOUS.to_owned()),
             key: None,
             authorization_holds_gateway_key,
         }),

@@ -640,10 +640,12 @@ impl Gateway {
             .router
             .pool_for(&ctx.path, ctx.model.as_deref(), &ctx.tier_pool)
             .to_owned();
-        let mode = snapshot
-            .pools
-            .get(&pool)
-            .map_or(SessionMode::PerUser, |p| p.config().session);
+        let mode = match snapshot.pools.get(&pool) {
+            // Strangers without a name never share one session.
+            _ if ctx.user() == auth::ANONYMOUS => SessionMode::PerRequest,
+            Some(pool) => pool.config().session,
+            None => SessionMode::PerUser,
+        };
         ctx.pool = Some(pool);
 
         let user_field = body
@@ -748,18 +750,7 @@ impl Gateway {
             return false;
         }
         let retry = if reused && !ctx.fresh_connection {
-            if let Some(guard) = ctx.inflight.take() {
-                let node = guard.node();
-                let threshold = ctx
-                    .snapshot
-                    .as_ref()
-                    .and_then(|s| s.pools.get(&node.pool))
-                    .map_or(1, |p| p.config().health.failures);
-                node.record_failure(
-                    &format!("reused connection: {}", e.etype().as_str()),
-                    threshold,
-                );
-            }
+            release_failed_node(ctx, &format!("reused connection: {}", e.etype().as_str()));
             ctx.fresh_connection = true;
             true
         } else {
@@ -776,15 +767,7 @@ impl Gateway {
     /// while attempts remain and the pool still has a live node this request has not tried.
     /// (The body has not been sent yet, so a retry replays nothing partial.)
     fn connect_failed(&self, ctx: &mut RequestCtx, e: &Error) -> bool {
-        if let Some(guard) = ctx.inflight.take() {
-            let node = guard.node();
-            let threshold = ctx
-                .snapshot
-                .as_ref()
-                .and_then(|s| s.pools.get(&node.pool))
-                .map_or(1, |p| p.config().health.failures);
-            node.record_failure(&format!("connect: {}", e.etype().as_str()), threshold);
-        }
+        release_failed_node(ctx, &format!("connect: {}", e.etype().as_str()));
         if let Some((_, addr)) = &ctx.node {
             ctx.failed_nodes.push(*addr);
         }
@@ -889,6 +872,20 @@ impl Gateway {
                 .as_ref()
                 .map(|r| r.kind.type_name().to_owned()),
         }
+    }
+}
+
+/// Counts a failure against the request's node (its pool's threshold ejects it) and gives up
+/// the request's slot on it.
+fn release_failed_node(ctx: &mut RequestCtx, reason: &str) {
+    if let Some(guard) = ctx.inflight.take() {
+        let node = guard.node();
+        let threshold = ctx
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.pools.get(&node.pool))
+            .map_or(1, |p| p.config().health.failures);
+        node.record_failure(reason, threshold);
     }
 }
 

@@ -258,6 +258,19 @@ impl Gateway {
         )
     }
 
+    /// `GET /admin/nodes`: every node's health, errors and last error.
+    pub async fn admin_nodes(&self) -> serde_json::Value {
+        client()
+            .get(self.admin_url("/admin/nodes"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin API answers")
+            .json()
+            .await
+            .expect("admin API answers JSON")
+    }
+
     /// Moves the gateway's manual clock forward.
     pub async fn advance_clock(&self, ms: u64) {
         self.change_clock(serde_json::json!({ "advance_ms": ms }))
@@ -471,4 +484,36 @@ pub fn chat_body(stream: bool) -> serde_json::Value {
         "stream": stream,
         "messages": [{ "role": "user", "content": "Hello" }],
     })
+}
+
+/// Runs the official OpenAI Python SDK script (`tests/sdk/responses_stream.py`) against
+/// `base_url` with `api_key` and extra headers (a JSON object); returns its output. Fails the
+/// test, naming the install command, when python3 or its `openai` package is missing.
+pub async fn run_python_sdk(
+    base_url: String,
+    api_key: &str,
+    extra_headers_json: String,
+) -> std::process::Output {
+    let has_sdk = Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        has_sdk,
+        "this test needs python3 with the openai package: `python3 -m pip install openai` \
+         (or run .ci/run, which installs it)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/responses_stream.py");
+    let api_key = api_key.to_owned();
+    tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .arg(&base_url)
+            .env("OPENAI_API_KEY", api_key)
+            .env("EXTRA_HEADERS_JSON", extra_headers_json)
+            .output()
+            .expect("run python3")
+    })
+    .await
+    .expect("the SDK script ran")
 }
