@@ -37,6 +37,7 @@ pub struct Metrics {
     node_inflight: IntGaugeVec,
     node_ejections: IntGaugeVec,
     node_errors: IntGaugeVec,
+    pool_waiting: IntGaugeVec,
     ledger_queue: IntGauge,
     ledger_written: IntGauge,
     ledger_dropped: IntGauge,
@@ -163,6 +164,11 @@ impl Metrics {
                 "Failed checks and connections of the node since the gateway started.",
                 &["pool", "node"],
             ),
+            pool_waiting: gauge(
+                "exoclaw_admission_waiting",
+                "Requests waiting for a free slot on the pool's nodes.",
+                &["pool"],
+            ),
             ledger_queue: single_gauge(
                 "exoclaw_ledger_queue_depth",
                 "Ledger rows accepted but not yet committed.",
@@ -190,6 +196,9 @@ impl Metrics {
     /// The Prometheus text exposition, after refreshing the gauges that mirror other state.
     pub fn render(&self, snapshot: &Snapshot, ledger: LedgerStats) -> String {
         for pool in snapshot.pools.iter() {
+            self.pool_waiting
+                .with_label_values(&[pool.name()])
+                .set(i64::try_from(pool.queue().waiting()).unwrap_or(i64::MAX));
             for node in pool.nodes() {
                 let labels = [pool.name(), node.config.name.as_str()];
                 let report = node.report();

@@ -319,7 +319,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot()?.clone();
@@ -370,21 +370,31 @@ impl ProxyHttp for Gateway {
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let slice = remaining.min(std::time::Duration::from_millis(250));
-            let waited = queue
-                .wait(ctx.priority, ticket, settings.max_waiting, slice)
-                .await;
-            let gave_up = match waited {
-                Ok(()) => false,
-                Err(Refused::QueueFull) => true,
-                Err(Refused::TimedOut) => remaining <= slice,
+            // A client that hangs up while waiting gives up its place: its request never
+            // reaches a node. Its body, if any, was read before routing, so the connection is
+            // idle and a read sees only the hang-up; a body still unread (not a POST) is left
+            // alone, since reading would eat it.
+            let downstream = session.as_downstream_mut();
+            let watch_hang_up = downstream.is_body_done();
+            let hung_up = async move {
+                if watch_hang_up {
+                    let _ = downstream.read_body_or_idle(true).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
             };
-            if gave_up {
-                let retry_after = settings.timeout.as_secs().clamp(1, 30);
-                ctx.rejection = Some(ApiError::nodes_busy(&pool_name, retry_after));
-                return Err(Error::explain(
-                    ErrorType::HTTPStatus(503),
-                    "every node is at capacity",
-                ));
+            let waited = tokio::select! {
+                waited = queue.wait(ctx.priority, ticket, settings.max_waiting, slice) => waited,
+                () = hung_up => {
+                    return Err(Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "the client hung up while waiting for a node",
+                    )
+                    .into_down());
+                }
+            };
+            if let Some(refused) = self.gave_up(ctx, &pool_name, waited, remaining, slice) {
+                return Err(refused);
             }
             woken = true;
         }
@@ -761,6 +771,33 @@ impl Gateway {
             ctx.request_body_bytes = 0;
         }
         retry
+    }
+
+    /// The end of a wait for a slot: `Some(error)` when the request gives up (the queue is
+    /// full, or its timeout is over), `None` when it should look for a node again.
+    fn gave_up(
+        &self,
+        ctx: &mut RequestCtx,
+        pool_name: &str,
+        waited: Result<(), Refused>,
+        remaining: std::time::Duration,
+        slice: std::time::Duration,
+    ) -> Option<Box<Error>> {
+        let gave_up = match waited {
+            Ok(()) => false,
+            Err(Refused::QueueFull) => true,
+            Err(Refused::TimedOut) => remaining <= slice,
+        };
+        if !gave_up {
+            return None;
+        }
+        let settings = &ctx.snapshot.as_ref()?.pools.get(pool_name)?.config().queue;
+        let retry_after = settings.timeout.as_secs().clamp(1, 30);
+        ctx.rejection = Some(ApiError::nodes_busy(pool_name, retry_after));
+        Some(Error::explain(
+            ErrorType::HTTPStatus(503),
+            "every node is at capacity",
+        ))
     }
 
     /// Counts a connect failure against the node and decides whether to try another node: only

@@ -49,6 +49,19 @@ impl Ord for Waiter {
     }
 }
 
+/// A waiter's place in the queue, given up when the wait ends (a woken waiter was already
+/// popped, so that finds nothing to remove).
+struct Place<'a> {
+    queue: &'a AdmissionQueue,
+    ticket: u64,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.queue.leave(self.ticket);
+    }
+}
+
 /// Why a request stopped waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -86,15 +99,22 @@ impl AdmissionQueue {
                 wake,
             });
         }
+        // However this wait ends — woken, timed out, or dropped because the client hung up —
+        // it leaves no stale place behind (one would count against `max_waiting` and make
+        // newcomers queue behind nobody).
+        let _place = Place {
+            queue: self,
+            ticket,
+        };
         match tokio::time::timeout(timeout, woken).await {
             Ok(_) => Ok(()),
-            Err(_) => {
-                // Leave no stale place behind (it would count against `max_waiting`).
-                if let Ok(mut waiters) = self.waiters.lock() {
-                    waiters.retain(|w| w.seq != ticket);
-                }
-                Err(Refused::TimedOut)
-            }
+            Err(_) => Err(Refused::TimedOut),
+        }
+    }
+
+    fn leave(&self, ticket: u64) {
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.retain(|w| w.seq != ticket);
         }
     }
 
@@ -160,6 +180,17 @@ mod tests {
         );
         // The timed-out waiter is skipped when a slot frees.
         queue.release_one();
+        assert_eq!(queue.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_wait_dropped_midway_leaves_no_place_behind() {
+        let queue = AdmissionQueue::default();
+        let ticket = queue.ticket();
+        let wait = queue.wait(0, ticket, 10, Duration::from_secs(5));
+        // The client hangs up: the proxy drops the wait before anyone wakes it.
+        let dropped = tokio::time::timeout(Duration::from_millis(20), wait).await;
+        assert!(dropped.is_err(), "still waiting when dropped");
         assert_eq!(queue.waiting(), 0);
     }
 }
