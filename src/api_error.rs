@@ -15,6 +15,10 @@ pub enum ErrorKind {
     InsufficientQuota,
     NotFound,
     RequestTooLarge,
+    /// The request head took too long to arrive (408).
+    RequestTimeout,
+    /// The request head is larger than the gateway reads (431).
+    HeadTooLarge,
     RateLimited,
     UpstreamError,
     NoHealthyNode,
@@ -30,6 +34,8 @@ impl ErrorKind {
             ErrorKind::InsufficientQuota => 402,
             ErrorKind::NotFound => 404,
             ErrorKind::RequestTooLarge => 413,
+            ErrorKind::RequestTimeout => 408,
+            ErrorKind::HeadTooLarge => 431,
             ErrorKind::RateLimited => 429,
             ErrorKind::UpstreamError => 502,
             ErrorKind::NoHealthyNode => 503,
@@ -45,7 +51,8 @@ impl ErrorKind {
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::InsufficientQuota => "insufficient_quota",
             ErrorKind::NotFound => "not_found",
-            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::RequestTooLarge | ErrorKind::HeadTooLarge => "request_too_large",
+            ErrorKind::RequestTimeout => "invalid_request_error",
             ErrorKind::RateLimited => "rate_limit_exceeded",
             ErrorKind::UpstreamError => "upstream_error",
             ErrorKind::NoHealthyNode => "no_healthy_node",
@@ -93,6 +100,43 @@ impl ApiError {
             }
         });
         Bytes::from(value.to_string())
+    }
+
+    /// 431: the request line and headers are larger than the gateway reads.
+    pub fn request_head_too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            ErrorKind::HeadTooLarge,
+            "request_header_too_large",
+            format!(
+                "The request line and headers are larger than {}.",
+                human_size(limit)
+            ),
+        )
+    }
+
+    /// 408: the request head did not arrive in time.
+    pub fn request_head_timeout(limit: std::time::Duration) -> ApiError {
+        ApiError::new(
+            ErrorKind::RequestTimeout,
+            "request_timeout",
+            format!(
+                "The request line and headers did not arrive within {} s.",
+                limit.as_secs_f64()
+            ),
+        )
+    }
+
+    /// 429: one address holds too many open connections.
+    pub fn too_many_connections(limit: u32) -> ApiError {
+        ApiError::new(
+            ErrorKind::RateLimited,
+            "too_many_connections",
+            format!(
+                "Too many open connections from your address (limit {limit}). Close some, or \
+                 reuse them (keep-alive)."
+            ),
+        )
+        .with_retry_after(1)
     }
 
     pub fn invalid_request(code: &'static str, message: impl Into<String>) -> ApiError {

@@ -98,6 +98,8 @@ pub fn keep_fixed_settings(mut new: Config, running: &Config) -> (Config, Vec<&'
         upgrade_sock,
         pid_file,
         request_log: _,
+        // Live: each new connection reads the current limits.
+        connections: _,
     } = &running.server;
     keep("server.listen", new.server.listen != *listen);
     keep(

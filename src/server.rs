@@ -30,6 +30,7 @@ use crate::ledger::writer::{LedgerSettings, LedgerWriter};
 use crate::limits::{AuthFailureGuard, RateLimiter};
 use crate::logging;
 use crate::metrics::Metrics;
+use crate::proxy::connection::Guarded;
 use crate::proxy::drain::Draining;
 use crate::proxy::{headers, Gateway};
 use crate::reload::ConfigWatcher;
@@ -206,7 +207,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     let mut proxy = Service::new(
         "proxy".to_owned(),
         Draining::new(
-            http_proxy(&server.configuration, gateway),
+            Guarded::new(http_proxy(&server.configuration, gateway), live.clone()),
             config.server.grace_period,
         ),
     );

@@ -11,6 +11,10 @@ use exoclaw::mock::{MockNode, MockOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A keep-alive `GET /v1/models` as raw bytes.
+const MODELS_REQUEST: &[u8] =
+    b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-User-ID: a\r\nAuthorization: Bearer sk-1\r\n\r\n";
+
 fn chat_request(user: &str) -> String {
     let body = chat_body(false).to_string();
     format!(
@@ -63,7 +67,7 @@ async fn queued_requests_whose_clients_hang_up_never_reach_the_node() {
     }
     // ...when their clients reset the connections.
     for stream in queued {
-        stream.set_linger(Some(Duration::ZERO)).unwrap();
+        stream.set_zero_linger().unwrap();
         drop(stream);
     }
     gw.wait_for_rows(20).await;
@@ -127,4 +131,136 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
         String::from_utf8_lossy(&received).into_owned(),
         started.elapsed(),
     )
+}
+
+/// A gateway whose public listener has small connection limits, in front of a mock node.
+async fn guarded_gateway(node: &MockNode) -> Gateway {
+    Gateway::start(Setup::nodes(&[node.addr()]).server(
+        "  keepalive_timeout: 1s\n  request_head_timeout: 1s\n  max_request_head: 4KiB\n  \
+         max_connections_per_client: 8\n",
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn idle_connections_close_after_the_keepalive_timeout() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = guarded_gateway(&node).await;
+    // Connections that never send a byte.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(gw.addr).await.unwrap());
+    }
+    // A keep-alive connection that sent one request and then idles.
+    let mut used = TcpStream::connect(gw.addr).await.unwrap();
+    used.write_all(MODELS_REQUEST).await.unwrap();
+    let mut head = [0u8; 12];
+    used.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    for mut stream in silent {
+        let (_, after) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+        assert!(
+            after < Duration::from_secs(5),
+            "a silent connection lived {after:?}"
+        );
+    }
+    let (_, after) = read_until_closed(&mut used, Duration::from_secs(10)).await;
+    assert!(
+        after < Duration::from_secs(5),
+        "an idle keep-alive lived {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_head_sent_too_slowly_gets_408_and_is_closed() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = guarded_gateway(&node).await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    // One byte every 100 ms: each read is quick, the whole head never arrives in time.
+    let drip = async {
+        for byte in b"GET /v1/models HTTP/1.1\r\nX-Slow: "
+            .iter()
+            .cycle()
+            .take(100)
+        {
+            if stream.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), drip).await;
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(node.seen().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_head_gets_431_and_a_large_body_still_passes() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = guarded_gateway(&node).await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let huge = "a".repeat(10 * 1024);
+    let request = format!("GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n");
+    let _ = stream.write_all(request.as_bytes()).await;
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(answer.contains("request_header_too_large"), "{answer}");
+    assert!(node.seen().is_empty());
+
+    // The cap is on the head only: a 64 KiB prompt, even behind `Expect: 100-continue` (curl
+    // sends it for large bodies), goes through.
+    let mut body = chat_body(false);
+    body["messages"][0]["content"] = serde_json::json!("x".repeat(64 * 1024));
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-user-id", "big")
+        .header("expect", "100-continue")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_connections() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = guarded_gateway(&node).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+        stream.write_all(MODELS_REQUEST).await.unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        held.push(stream);
+    }
+    let mut ninth = TcpStream::connect(gw.addr).await.unwrap();
+    let (answer, _) = read_until_closed(&mut ninth, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    assert!(answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+
+    // A closed connection gives its place back.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = client()
+            .get(gw.url("/v1/models"))
+            .header("x-user-id", "a")
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

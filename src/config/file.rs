@@ -34,6 +34,10 @@ pub struct ServerSection {
     pub upgrade_sock: Option<String>,
     pub pid_file: Option<String>,
     pub request_log: Option<RequestLog>,
+    pub keepalive_timeout: Option<String>,
+    pub request_head_timeout: Option<String>,
+    pub max_request_head: Option<SizeValue>,
+    pub max_connections_per_client: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -32,6 +32,18 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time in-flight requests get to finish on a graceful stop.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
+/// Default time an idle keep-alive connection stays open between two requests.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a client has to send a whole request head, from its first byte.
+pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default cap on a request head (request line and headers): OpenAI clients send about 1 KiB.
+pub const DEFAULT_MAX_REQUEST_HEAD: u64 = 64 * 1024;
+/// Largest `max_request_head` accepted: Pingora itself stops reading heads at 1 MiB.
+pub const MAX_REQUEST_HEAD_LIMIT: u64 = 1024 * 1024 - 1;
+/// Default open connections from one client address: room for a workshop of 50 behind one
+/// NAT, each SDK keeping a few connections.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
+
 /// Default admin listener: loopback only.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9787";
 /// Default sidecar listener: loopback only, reached through the proxy.
@@ -144,6 +156,21 @@ pub struct Server {
     pub pid_file: PathBuf,
     /// The level of the per-request log line (`off` silences it).
     pub request_log: RequestLog,
+    /// Connection limits of the public listener.
+    pub connections: ConnectionLimits,
+}
+
+/// What one client connection may hold of the gateway (the public listener).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionLimits {
+    /// An idle keep-alive connection (no request under way) is closed after this.
+    pub keepalive_timeout: Duration,
+    /// A request head must be complete this long after its first byte (else 408).
+    pub request_head_timeout: Duration,
+    /// Bytes of a request head, at most (else 431).
+    pub max_request_head: u64,
+    /// Open connections from one client address, at most (else 429 and close).
+    pub max_per_client: u32,
 }
 
 /// A named group of OpenClaw nodes that serve the same traffic.
@@ -662,7 +689,43 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
         upgrade_sock,
         pid_file,
         request_log,
+        keepalive_timeout,
+        request_head_timeout,
+        max_request_head,
+        max_connections_per_client,
     } = raw;
+    let connections = ConnectionLimits {
+        keepalive_timeout: duration_or(
+            "server.keepalive_timeout",
+            keepalive_timeout,
+            DEFAULT_KEEPALIVE_TIMEOUT,
+        )?,
+        request_head_timeout: duration_or(
+            "server.request_head_timeout",
+            request_head_timeout,
+            DEFAULT_REQUEST_HEAD_TIMEOUT,
+        )?,
+        max_request_head: match max_request_head {
+            None => DEFAULT_MAX_REQUEST_HEAD,
+            Some(SizeValue::Bytes(n)) => n,
+            Some(SizeValue::Text(t)) => {
+                units::parse_size(&t).map_err(|m| err("server.max_request_head", m))?
+            }
+        },
+        max_per_client: max_connections_per_client.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+    };
+    if !(1024..=MAX_REQUEST_HEAD_LIMIT).contains(&connections.max_request_head) {
+        return Err(err(
+            "server.max_request_head",
+            format!("must be between 1KiB and {MAX_REQUEST_HEAD_LIMIT} bytes (just under 1MiB)"),
+        ));
+    }
+    if connections.max_per_client == 0 {
+        return Err(err(
+            "server.max_connections_per_client",
+            "must be at least 1",
+        ));
+    }
     let listen = listen.parse().map_err(|_| {
         err(
             "server.listen",
@@ -725,6 +788,7 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
             .map_or_else(|| database.with_file_name("upgrade.sock"), PathBuf::from),
         pid_file: pid_file.map_or_else(|| database.with_file_name("exoclaw.pid"), PathBuf::from),
         request_log: request_log.unwrap_or(RequestLog::Info),
+        connections,
     })
 }
 

@@ -7,6 +7,7 @@
 //! request path reads in-memory snapshots.
 
 pub mod accounting;
+pub mod connection;
 pub mod drain;
 pub mod headers;
 pub mod node_headers;
@@ -178,6 +179,12 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.live.load_full();
         ctx.arrived_ms = self.clock.now_ms();
+        if session.get_keepalive().is_some() {
+            // Between two requests a connection may idle this long (unless shutdown has
+            // already turned keep-alive off).
+            let idle = snapshot.config.server.connections.keepalive_timeout;
+            session.set_keepalive(Some(idle.as_secs().max(1)));
+        }
         ctx.client_ip = Some(client_ip(session));
         ctx.request_id = headers::request_id_from(
             session
@@ -630,6 +637,16 @@ impl Gateway {
     ) -> Result<bool> {
         let body = if session.req_header().method == http::Method::POST {
             session.enable_retry_buffering();
+            let expects_continue = session
+                .req_header()
+                .headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            if expects_continue {
+                // The client (curl, for a large body) waits for this before sending the body
+                // the gateway is about to read; the node never sees the `Expect`.
+                let _ = session.as_downstream_mut().write_continue_response().await;
+            }
             let max_body = snapshot.config.server.max_request_body;
             let cap = usize::try_from(max_body).unwrap_or(usize::MAX);
             match local_http::read_body(session.as_downstream_mut(), cap).await {

@@ -90,6 +90,8 @@ fn from_client_only(name: &str, allowed_openclaw: &[String]) -> bool {
         || name == headers::FORWARDED
         || name == headers::X_REAL_IP
         || name == http::header::PROXY_AUTHORIZATION
+        // The gateway has read (or streams) the body itself: no node should hold it back.
+        || name == http::header::EXPECT
         || name.starts_with("x-forwarded-")
         || name.starts_with("x-exoclaw-")
         || (name.starts_with("x-openclaw-") && !allowed_openclaw.iter().any(|a| a == name))

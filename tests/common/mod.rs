@@ -25,12 +25,12 @@ pub const STRIPE_SECRET: &str = "whsec_test_secret";
 /// gateway binds it, and that race failed whole runs when many tests ran in parallel.
 pub fn free_addr() -> SocketAddr {
     for _ in 0..1000 {
-        let port = 20_000 + rand::random::<u16>() % 12_000;
+        let port = 10_000 + rand::random::<u16>() % 22_000;
         if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
             return listener.local_addr().expect("bound port has an address");
         }
     }
-    panic!("no free port between 20000 and 32000 on loopback");
+    panic!("no free port between 10000 and 32000 on loopback");
 }
 
 /// What a test gateway is configured with. By default: one pool `openclaw` with `nodes`, and
