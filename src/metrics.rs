@@ -6,8 +6,8 @@
 //! are route classes, pools, nodes, statuses and fixed reasons.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::ledger::writer::LedgerStats;
@@ -33,6 +33,8 @@ pub struct Metrics {
     pub rejections: IntCounterVec,
     pub webhooks: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    /// Anonymous requests whose ledger row was not written (over the per-address budget).
+    pub ledger_rows_suppressed: IntCounter,
     node_up: IntGaugeVec,
     node_inflight: IntGaugeVec,
     node_ejections: IntGaugeVec,
@@ -144,6 +146,18 @@ impl Metrics {
                 "Configuration reloads by result (ok, invalid).",
                 &["result"],
             ),
+            ledger_rows_suppressed: {
+                let c = IntCounter::new(
+                    "exoclaw_ledger_rows_suppressed_total",
+                    "Anonymous requests not written to the ledger: their address was over its \
+                     per-minute budget of rows.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            },
             node_up: gauge(
                 "exoclaw_node_up",
                 "1 when the node is healthy, 0 when ejected.",

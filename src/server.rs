@@ -202,6 +202,9 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         billing: billing.clone(),
         connector: pingora::connectors::http::Connector::new(None),
         metrics: metrics.clone(),
+        anonymous_rows: Arc::new(AuthFailureGuard::new(
+            crate::proxy::ANONYMOUS_ROWS_PER_MINUTE,
+        )),
     };
     // Accepted connections are answered through the grace period, not dropped at shutdown.
     let mut proxy = Service::new(

@@ -264,3 +264,133 @@ async fn one_address_holds_at_most_its_share_of_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Sends a request on a keep-alive connection and reads its whole answer; returns the status.
+async fn exchange(stream: &mut TcpStream, request: &[u8]) -> u16 {
+    stream.write_all(request).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head[9..12].parse().unwrap()
+}
+
+/// One anonymous connection sending 404s with 30 KB paths as fast as it can: the ledger keeps
+/// a bounded sample of short rows, and counts the rest.
+#[tokio::test]
+async fn junk_from_one_address_cannot_fill_the_ledger() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = Gateway::start(Setup::nodes(&[node.addr()])).await;
+    let size_before = db_bytes(&gw);
+    let junk = format!("GET /x/{} HTTP/1.1\r\nHost: x\r\n\r\n", "j".repeat(30_000));
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    const SENT: usize = 1_000;
+    for _ in 0..SENT {
+        assert_eq!(exchange(&mut stream, junk.as_bytes()).await, 404);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let suppressed = loop {
+        let suppressed = metric(&gw, "exoclaw_ledger_rows_suppressed_total").await as usize;
+        let written: usize = gw
+            .db()
+            .query_row("SELECT COUNT(*) FROM requests", [], |r| r.get::<_, i64>(0))
+            .unwrap() as usize;
+        if suppressed + written == SENT {
+            break suppressed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{written} written + {suppressed} counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (rows, longest): (i64, i64) = gw
+        .db()
+        .query_row(
+            "SELECT COUNT(*), MAX(LENGTH(CAST(endpoint AS BLOB))) FROM requests",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        (1..=120).contains(&rows),
+        "{rows} rows for {SENT} junk requests from one address"
+    );
+    assert_eq!(suppressed, SENT - rows as usize);
+    assert!(longest <= 256, "an endpoint of {longest} bytes was stored");
+    let grown = db_bytes(&gw).saturating_sub(size_before);
+    assert!(grown < 2 << 20, "the database grew by {grown} bytes");
+}
+
+/// The database and its WAL, in bytes.
+fn db_bytes(gw: &Gateway) -> u64 {
+    let path = gw.db_path();
+    let wal = path.with_extension("db-wal");
+    [path, wal]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// A stream still running when the grace period of a SIGTERM ends is cut; its row is written
+/// anyway, with the tokens estimated from what passed.
+#[tokio::test]
+async fn a_stream_cut_by_the_end_of_the_grace_period_leaves_its_row() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let node = MockNode::start(MockOptions {
+        hold_after_first_event: Some(gate.clone()),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut gw = Gateway::start(Setup::nodes(&[node.addr()])).await;
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-user-id", "streamer")
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    use futures_util::StreamExt;
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+    // SIGTERM: the stream is held past the 1 s grace period, then cut.
+    let status = gw.terminate();
+    assert!(status.success(), "{status:?}");
+    let row: (String, u16, bool, bool, i64, Option<String>) = gw
+        .db()
+        .query_row(
+            "SELECT user_id, status, streamed, tokens_reported, tokens_est, error_type \
+             FROM requests",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .expect("the cut stream's row is there");
+    assert_eq!(
+        (row.0.as_str(), row.1, row.2, row.3),
+        ("streamer", 200, true, false)
+    );
+    assert!(row.4 > 0, "tokens estimated: {row:?}");
+    drop(gate);
+}

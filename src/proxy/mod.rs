@@ -35,7 +35,7 @@ use crate::clock::SharedClock;
 use crate::config::RequestLog;
 use crate::config::SessionMode;
 use crate::ledger::ip_hash::IpHasher;
-use crate::ledger::record::RequestRecord;
+use crate::ledger::record::{bounded_endpoint, RequestRecord};
 use crate::ledger::writer::LedgerWriter;
 use crate::limits::{AuthFailureGuard, RateDecision, RateLimiter};
 use crate::local_http;
@@ -63,13 +63,29 @@ pub struct Gateway {
     /// Connects to nodes for requests whose body was read before routing (see `prebuffered`).
     pub connector: pingora::connectors::http::Connector,
     pub metrics: Arc<Metrics>,
+    /// Ledger rows of requests nobody is identified for (404s, refused keys), per address and
+    /// minute: beyond `ANONYMOUS_ROWS_PER_MINUTE` they are counted, not written, so no
+    /// anonymous client can fill the disk.
+    pub anonymous_rows: Arc<AuthFailureGuard>,
 }
+
+/// Ledger rows one address may add per minute without being identified.
+pub const ANONYMOUS_ROWS_PER_MINUTE: u32 = 60;
 
 /// What the gateway knows about one request, filter to filter.
 pub struct RequestCtx {
     started: Instant,
     /// Policy-clock time of arrival (Unix ms), for limits and the ledger.
     arrived_ms: u64,
+    method: http::Method,
+    /// The client's address, hashed for the ledger.
+    ip_hash: Option<String>,
+    /// Where this request's row goes; taken when the row is written, so a request that ends
+    /// without `logging` (its task dropped at the end of a shutdown's grace period) still
+    /// writes its row when the context is dropped.
+    ledger: Option<Arc<LedgerWriter>>,
+    /// The status sent to the client, once a response head has gone out.
+    response_status: u16,
     client_ip: Option<IpAddr>,
     snapshot: Option<Arc<Snapshot>>,
     /// The request's path with its dot segments resolved: what is classified, routed, logged
@@ -129,6 +145,47 @@ impl RequestCtx {
         self.identity.as_ref().map_or("-", |i| i.user.as_str())
     }
 
+    /// The ledger row for a finished request. Token counts come from the node's `usage` when it
+    /// answered with one, an estimate from the bytes seen when it did not (a stream cut short, a
+    /// client gone) and the endpoint produces tokens, and none otherwise.
+    fn ledger_record(&mut self, status: u16) -> RequestRecord {
+        let ctx = self;
+        let (tokens, model) = if ctx.accounting.node_answered() {
+            let (tokens, model) = ctx.accounting.finish(ctx.request_body_bytes);
+            // Bytes become estimated tokens only where tokens exist: a 2xx answer of an
+            // endpoint that produces them (not a model list, not a node's 404 page).
+            let estimable = (200..300).contains(&status) && route::produces_tokens(&ctx.path);
+            ((tokens.reported || estimable).then_some(tokens), model)
+        } else {
+            (None, None)
+        };
+        RequestRecord {
+            request_id: ctx.request_id.clone(),
+            user_id: ctx
+                .identity
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |i| i.user.clone()),
+            endpoint: bounded_endpoint(&ctx.path),
+            method: ctx.method.as_str().to_owned(),
+            status,
+            latency_ms: ctx.started.elapsed().as_millis() as u64,
+            created_ms: ctx.arrived_ms,
+            ip_hash: ctx.ip_hash.clone(),
+            model,
+            node: ctx.node.as_ref().map(|(name, _)| name.to_string()),
+            prompt_tokens: tokens.map(|t| t.usage.prompt),
+            completion_tokens: tokens.map(|t| t.usage.completion),
+            total_tokens: tokens.map(|t| t.usage.total),
+            tokens_est: tokens.map_or(0, |t| t.usage.total),
+            streamed: ctx.accounting.streamed,
+            tokens_reported: tokens.is_some_and(|t| t.reported),
+            error_type: ctx
+                .rejection
+                .as_ref()
+                .map(|r| r.kind.type_name().to_owned()),
+        }
+    }
+
     /// Headers every response of this request carries.
     fn response_headers(&self) -> ExtraHeaders {
         let mut headers = vec![(headers::REQUEST_ID, self.request_id.clone())];
@@ -147,6 +204,10 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             started: Instant::now(),
             arrived_ms: 0,
+            method: http::Method::GET,
+            ip_hash: None,
+            ledger: Some(self.ledger.clone()),
+            response_status: 0,
             client_ip: None,
             snapshot: None,
             path: String::new(),
@@ -179,13 +240,16 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.live.load_full();
         ctx.arrived_ms = self.clock.now_ms();
+        ctx.method = session.req_header().method.clone();
         if session.get_keepalive().is_some() {
             // Between two requests a connection may idle this long (unless shutdown has
             // already turned keep-alive off).
             let idle = snapshot.config.server.connections.keepalive_timeout;
             session.set_keepalive(Some(idle.as_secs().max(1)));
         }
-        ctx.client_ip = Some(client_ip(session));
+        let ip = client_ip(session);
+        ctx.client_ip = Some(ip);
+        ctx.ip_hash = Some(self.ip_hasher.hash(ip));
         ctx.request_id = headers::request_id_from(
             session
                 .req_header()
@@ -519,6 +583,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.first_byte.get_or_insert_with(Instant::now);
+        ctx.response_status = response.status.as_u16();
         if ctx.route == Route::Node {
             let content_type = response
                 .headers
@@ -588,10 +653,14 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        if ctx.route != Route::Health {
-            let record = self.ledger_record(session, ctx, status);
+        if let Some(ledger) = ctx.ledger.take().filter(|_| ctx.route != Route::Health) {
+            let record = ctx.ledger_record(status);
             self.observe(ctx, status, &record);
-            self.ledger.record(record);
+            if self.anonymous_row_allowed(ctx) {
+                ledger.record(record);
+            } else {
+                self.metrics.ledger_rows_suppressed.inc();
+            }
         }
         let level = ctx
             .snapshot
@@ -839,6 +908,19 @@ impl Gateway {
         }
     }
 
+    /// An anonymous request's row is written while its address stays within
+    /// `ANONYMOUS_ROWS_PER_MINUTE`; identified requests are bounded by their rate limits.
+    fn anonymous_row_allowed(&self, ctx: &RequestCtx) -> bool {
+        let (Some(ip), None) = (ctx.client_ip, &ctx.identity) else {
+            return true;
+        };
+        if self.anonymous_rows.is_blocked(ip, ctx.arrived_ms) {
+            return false;
+        }
+        self.anonymous_rows.record_failure(ip, ctx.arrived_ms);
+        true
+    }
+
     /// Moves the request's metrics: counts, durations, tokens, rejections.
     fn observe(&self, ctx: &RequestCtx, status: u16, record: &RequestRecord) {
         let m = &self.metrics;
@@ -886,45 +968,19 @@ impl Gateway {
             m.rejections.with_label_values(&[rejection.code]).inc();
         }
     }
+}
 
-    /// The ledger row for a finished request. Token counts come from the node's `usage` when it
-    /// answered with one, an estimate from the bytes seen when it did not (a stream cut short, a
-    /// client gone) and the endpoint produces tokens, and none otherwise.
-    fn ledger_record(&self, session: &Session, ctx: &mut RequestCtx, status: u16) -> RequestRecord {
-        let (tokens, model) = if ctx.accounting.node_answered() {
-            let (tokens, model) = ctx.accounting.finish(ctx.request_body_bytes);
-            // Bytes become estimated tokens only where tokens exist: a 2xx answer of an
-            // endpoint that produces them (not a model list, not a node's 404 page).
-            let estimable = (200..300).contains(&status) && route::produces_tokens(&ctx.path);
-            ((tokens.reported || estimable).then_some(tokens), model)
-        } else {
-            (None, None)
-        };
-        let req = session.req_header();
-        RequestRecord {
-            request_id: ctx.request_id.clone(),
-            user_id: ctx
-                .identity
-                .as_ref()
-                .map_or_else(|| "-".to_owned(), |i| i.user.clone()),
-            endpoint: ctx.path.clone(),
-            method: req.method.as_str().to_owned(),
-            status,
-            latency_ms: ctx.started.elapsed().as_millis() as u64,
-            created_ms: ctx.arrived_ms,
-            ip_hash: ctx.client_ip.map(|ip| self.ip_hasher.hash(ip)),
-            model,
-            node: ctx.node.as_ref().map(|(name, _)| name.to_string()),
-            prompt_tokens: tokens.map(|t| t.usage.prompt),
-            completion_tokens: tokens.map(|t| t.usage.completion),
-            total_tokens: tokens.map(|t| t.usage.total),
-            tokens_est: tokens.map_or(0, |t| t.usage.total),
-            streamed: ctx.accounting.streamed,
-            tokens_reported: tokens.is_some_and(|t| t.reported),
-            error_type: ctx
-                .rejection
-                .as_ref()
-                .map(|r| r.kind.type_name().to_owned()),
+impl Drop for RequestCtx {
+    /// A request whose task ended without `logging` — cut at the end of a shutdown's grace
+    /// period — still leaves its row, with the tokens estimated from what passed.
+    fn drop(&mut self) {
+        if let Some(ledger) = self.ledger.take().filter(|_| self.route != Route::Health) {
+            let status = self.response_status;
+            let mut record = self.ledger_record(status);
+            record
+                .error_type
+                .get_or_insert_with(|| "shutdown".to_owned());
+            ledger.record(record);
         }
     }
 }
