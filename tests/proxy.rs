@@ -286,23 +286,37 @@ async fn serve_creates_and_migrates_the_database() {
 #[tokio::test]
 async fn a_refused_connection_is_retried_on_another_node() {
     let node = MockNode::start(MockOptions::default()).await.unwrap();
-    let (live, dead) = (node.addr(), free_addr());
-    let gw = Gateway::start(Setup::nodes(&[dead, live])).await;
+    let (dead, live) = (free_addr(), node.addr());
+    // No health checks: the dead node's only errors are the refused connections of requests.
+    let gw =
+        Gateway::start(Setup::nodes(&[dead, live]).pool("    health_check: { enabled: false }\n"))
+            .await;
     let c = client();
-    for i in 0..6 {
+    // The pool hashes users onto nodes: with 20 users, some land on the dead node (all 20 on
+    // the live one has odds of 1 in a million).
+    let users = 20;
+    for i in 0..users {
         let r = c
             .post(gw.url("/v1/chat/completions"))
+            .header("x-user-id", format!("user-{i}"))
             .json(&chat_body(false))
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            200,
-            "request {i} must fail over to the live node"
-        );
+        assert_eq!(r.status(), 200, "user-{i} must fail over to the live node");
     }
-    assert_eq!(node.seen().len(), 6);
+    assert_eq!(node.seen().len(), users);
+    let nodes = gw.admin_nodes().await;
+    let dead = &nodes["nodes"][0];
+    assert_eq!(dead["name"], "node-0", "{nodes}");
+    assert!(
+        dead["errors"].as_u64().unwrap() >= 1,
+        "a request was sent to the dead node and retried: {nodes}"
+    );
+    assert!(
+        dead["last_error"].as_str().unwrap().starts_with("connect"),
+        "{nodes}"
+    );
 }
 
 #[tokio::test]
