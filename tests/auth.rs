@@ -199,6 +199,7 @@ async fn byok_key_reaches_the_node_unchanged_and_is_stored_and_logged_nowhere() 
     let r = client()
         .post(gw.url("/v1/chat/completions"))
         .header("x-gateway-key", &key)
+        .header("x-request-id", "trace-byok-1")
         .bearer_auth(byok)
         .json(&chat_body(true))
         .send()
@@ -221,6 +222,7 @@ async fn byok_key_reaches_the_node_unchanged_and_is_stored_and_logged_nowhere() 
     let missing = bare_client()
         .post(gw.url("/v1/chat/completions"))
         .header("x-gateway-key", &key)
+        .header("x-request-id", "trace-byok-2")
         .json(&chat_body(false))
         .send()
         .await
@@ -229,7 +231,10 @@ async fn byok_key_reaches_the_node_unchanged_and_is_stored_and_logged_nowhere() 
     let message = error_field(missing, "message").await;
     assert!(message.contains("Authorization: Bearer sk-"), "{message}");
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both requests are in the ledger and the log before anything is looked for there.
+    gw.wait_for_rows(2).await;
+    gw.wait_for_log_line("trace-byok-1").await;
+    gw.wait_for_log_line("trace-byok-2").await;
     let mut stored = std::fs::read(gw.db_path()).unwrap();
     stored.extend(std::fs::read(gw.db_path().with_extension("db-wal")).unwrap_or_default());
     for secret in [byok, key.as_str()] {

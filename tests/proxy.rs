@@ -333,23 +333,7 @@ async fn one_request_line_per_request_at_the_configured_level() {
         .unwrap();
     assert_eq!(r.status(), 200);
     r.text().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        if let Some(line) = gw
-            .log()
-            .lines()
-            .find(|l| l.contains("trace-log-1"))
-            .map(str::to_owned)
-        {
-            break line;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no request line:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let line = gw.wait_for_log_line("trace-log-1").await;
     for field in [
         "exoclaw::request",
         "user=ana",
@@ -369,7 +353,11 @@ async fn one_request_line_per_request_at_the_configured_level() {
         .await
         .unwrap();
     r.text().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The request's ledger row is recorded just before its log line would be; a line logged
+    // after that (a key created through the admin API) comes after it in the log's queue.
+    quiet.wait_for_rows(1).await;
+    quiet.create_key("log-marker", None).await;
+    quiet.wait_for_log_line("gateway key created").await;
     assert!(
         !quiet.log().contains("trace-log-2"),
         "request_log: off writes no request line"
