@@ -370,8 +370,8 @@ async fn the_sidecar_refuses_requests_that_bypass_the_proxy() {
         .await
         .unwrap();
     assert_eq!(direct.status(), 401);
-    // Through the proxy, a forged internal header is stripped, and a claimed user is not enough.
-    let claimed = bare_client()
+    // Through the proxy, the proxy's own secret replaces a forged one.
+    let through = bare_client()
         .put(gw.url("/api/oauth/codex"))
         .header("x-gateway-key", &key)
         .header("x-exoclaw-internal", "guess")
@@ -379,7 +379,35 @@ async fn the_sidecar_refuses_requests_that_bypass_the_proxy() {
         .send()
         .await
         .unwrap();
-    assert_eq!(claimed.status(), 200);
+    assert_eq!(through.status(), 200);
+}
+
+/// The proxy sets `X-Exoclaw-Authenticated` only when a gateway key proved the user, so a
+/// client's own copy reaches the sidecar unless it is stripped: a claimed `X-User-ID` would
+/// then pass for a key.
+#[tokio::test]
+async fn a_forged_authenticated_header_does_not_pass_for_a_gateway_key() {
+    let gw = Gateway::start(Setup::nodes(&[free_addr()])).await; // require_key: false
+    let forged = |request: reqwest::RequestBuilder| {
+        request
+            .header("x-user-id", "ana")
+            .header("x-exoclaw-authenticated", "key")
+            .send()
+    };
+    let store = forged(
+        bare_client()
+            .put(gw.url("/api/oauth/codex"))
+            .json(&serde_json::json!({ "token": "oauth_evil" })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.status(), 401);
+    assert_eq!(error_field(store, "code").await, "missing_gateway_key");
+    let read = forged(bare_client().get(gw.url("/api/subscriptions/me")))
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 401);
+    assert_eq!(error_field(read, "code").await, "missing_gateway_key");
 }
 
 #[tokio::test]
