@@ -57,10 +57,14 @@ async fn a_new_tier_limit_applies_to_the_next_request_and_a_bad_edit_changes_not
         limit_header(&gw, "bob").await.1 == "5"
     })
     .await;
-    // Ana's used share of her window carries over; she refills at the new rate: one request
-    // every 12 s at 5/min, where 2/min would make her wait 30 s.
+    // Ana's used share of her window carries over: she had used all of it, so she is still
+    // refused under the new limit (a reset bucket would let her through at once)...
+    assert_eq!(limit_header(&gw, "ana").await, (429, "5".into()));
+    // ...and refills at the new rate: one request every 12 s at 5/min, where 2/min would make
+    // her wait 30 s.
     gw.advance_clock(12_000).await;
     assert_eq!(limit_header(&gw, "ana").await, (200, "5".into()));
+    assert_eq!(limit_header(&gw, "ana").await, (429, "5".into()));
 
     // An invalid edit: the running config stays, the log names the key, the failure is counted.
     std::fs::write(
