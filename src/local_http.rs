@@ -1,9 +1,11 @@
 //! Plumbing shared by the gateway's own HTTP apps (admin API, sidecar) and the proxy: a capped body reader,
-//! JSON responses, OpenAI-shaped errors (built by `api_error`) and constant-time secret checks.
+//! JSON responses, OpenAI-shaped errors (built by `api_error`), fresh secrets and constant-time
+//! secret checks.
 
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use pingora::protocols::http::ServerSession;
+use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -93,6 +95,15 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A fresh secret: 32 bytes (256 bits) from the thread's CSPRNG (seeded by the operating
+/// system), in hex. Secrets must not come from `new_request_id`: a request id is time-ordered
+/// and carries only 80 random bits.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// Compares a presented secret with the expected one in constant time.
 pub fn secret_matches(presented: &[u8], expected: &[u8]) -> bool {
     presented.len() == expected.len() && bool::from(presented.ct_eq(expected))
@@ -107,6 +118,22 @@ mod tests {
         assert!(secret_matches(b"abc", b"abc"));
         assert!(!secret_matches(b"abd", b"abc"));
         assert!(!secret_matches(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn secrets_are_64_hex_digits_and_never_repeat() {
+        let secrets: std::collections::HashSet<String> = (0..1000).map(|_| new_secret()).collect();
+        assert_eq!(secrets.len(), 1000);
+        for secret in &secrets {
+            assert_eq!(secret.len(), 64, "{secret}");
+            assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()), "{secret}");
+        }
+        // Every position varies: no time prefix or fixed part, unlike a request id.
+        for i in 0..64 {
+            let digits: std::collections::HashSet<u8> =
+                secrets.iter().map(|s| s.as_bytes()[i]).collect();
+            assert!(digits.len() > 1, "digit {i} is the same in every secret");
+        }
     }
 
     #[test]

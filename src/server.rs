@@ -28,11 +28,12 @@ use crate::ledger;
 use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::writer::{LedgerSettings, LedgerWriter};
 use crate::limits::{AuthFailureGuard, RateLimiter};
+use crate::local_http;
 use crate::logging;
 use crate::metrics::Metrics;
 use crate::proxy::connection::Guarded;
 use crate::proxy::drain::Draining;
-use crate::proxy::{headers, Gateway};
+use crate::proxy::Gateway;
 use crate::reload::ConfigWatcher;
 use crate::sidecar::SidecarApp;
 use crate::state::{self, LiveSnapshot};
@@ -188,7 +189,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         },
         clock.clone(),
     )?);
-    let sidecar_secret: Arc<str> = Arc::from(headers::new_request_id());
+    let sidecar_secret: Arc<str> = Arc::from(local_http::new_secret());
 
     let gateway = Gateway {
         live: live.clone(),

@@ -199,6 +199,7 @@ async fn byok_key_reaches_the_node_unchanged_and_is_stored_and_logged_nowhere() 
     let r = client()
         .post(gw.url("/v1/chat/completions"))
         .header("x-gateway-key", &key)
+        .header("x-request-id", "trace-byok-1")
         .bearer_auth(byok)
         .json(&chat_body(true))
         .send()
@@ -221,6 +222,7 @@ async fn byok_key_reaches_the_node_unchanged_and_is_stored_and_logged_nowhere() 
     let missing = bare_client()
         .post(gw.url("/v1/chat/completions"))
         .header("x-gateway-key", &key)
+        .header("x-request-id", "trace-byok-2")
         .json(&chat_body(false))
         .send()
         .await
@@ -229,7 +231,10 @@ async fn byok_key_reaches_the_node_unchanged_and_is_stored_and_logged_nowhere() 
     let message = error_field(missing, "message").await;
     assert!(message.contains("Authorization: Bearer sk-"), "{message}");
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both requests are in the ledger and the log before anything is looked for there.
+    gw.wait_for_rows(2).await;
+    gw.wait_for_log_line("trace-byok-1").await;
+    gw.wait_for_log_line("trace-byok-2").await;
     let mut stored = std::fs::read(gw.db_path()).unwrap();
     stored.extend(std::fs::read(gw.db_path().with_extension("db-wal")).unwrap_or_default());
     for secret in [byok, key.as_str()] {
@@ -365,8 +370,8 @@ async fn the_sidecar_refuses_requests_that_bypass_the_proxy() {
         .await
         .unwrap();
     assert_eq!(direct.status(), 401);
-    // Through the proxy, a forged internal header is stripped, and a claimed user is not enough.
-    let claimed = bare_client()
+    // Through the proxy, the proxy's own secret replaces a forged one.
+    let through = bare_client()
         .put(gw.url("/api/oauth/codex"))
         .header("x-gateway-key", &key)
         .header("x-exoclaw-internal", "guess")
@@ -374,7 +379,35 @@ async fn the_sidecar_refuses_requests_that_bypass_the_proxy() {
         .send()
         .await
         .unwrap();
-    assert_eq!(claimed.status(), 200);
+    assert_eq!(through.status(), 200);
+}
+
+/// The proxy sets `X-Exoclaw-Authenticated` only when a gateway key proved the user, so a
+/// client's own copy reaches the sidecar unless it is stripped: a claimed `X-User-ID` would
+/// then pass for a key.
+#[tokio::test]
+async fn a_forged_authenticated_header_does_not_pass_for_a_gateway_key() {
+    let gw = Gateway::start(Setup::nodes(&[free_addr()])).await; // require_key: false
+    let forged = |request: reqwest::RequestBuilder| {
+        request
+            .header("x-user-id", "ana")
+            .header("x-exoclaw-authenticated", "key")
+            .send()
+    };
+    let store = forged(
+        bare_client()
+            .put(gw.url("/api/oauth/codex"))
+            .json(&serde_json::json!({ "token": "oauth_evil" })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.status(), 401);
+    assert_eq!(error_field(store, "code").await, "missing_gateway_key");
+    let read = forged(bare_client().get(gw.url("/api/subscriptions/me")))
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 401);
+    assert_eq!(error_field(read, "code").await, "missing_gateway_key");
 }
 
 #[tokio::test]

@@ -16,13 +16,24 @@ async fn scrape(gw: &Gateway) -> String {
     r.text().await.unwrap()
 }
 
-/// The value of the first sample whose line starts with `prefix`.
-fn value(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// The value of the sample `series` in a scrape, or None when the scrape has no such sample.
+/// `series` is a metric name with its labels as the exposition writes them; a bare name also
+/// matches the name with labels (the first such sample), never a longer name (`foo_count`).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        let labels_follow = !series.contains('{') && rest.starts_with('{');
+        if !rest.starts_with(' ') && !labels_follow {
+            return None;
+        }
+        line.rsplit(' ').next()?.parse().ok()
+    })
+}
+
+/// The value of the sample `series`, which must be in the scrape: a missing series is a
+/// missing metric, not a zero.
+fn value(text: &str, series: &str) -> f64 {
+    sample(text, series).unwrap_or_else(|| panic!("no sample {series} in the scrape:\n{text}"))
 }
 
 #[tokio::test]
@@ -75,7 +86,9 @@ async fn metrics_move_as_requests_flow_and_pass_promtool() {
     let ok = r#"exoclaw_requests_total{pool="openclaw",route="v1",status="200"}"#;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let mut text = scrape(&gw).await;
-    while value(&text, ok) < 3.0 || value(&text, "exoclaw_request_duration_seconds_count") < 5.0 {
+    let counted = |text: &str, series: &str| sample(text, series).unwrap_or(0.0);
+    while counted(&text, ok) < 3.0 || counted(&text, "exoclaw_request_duration_seconds_count") < 5.0
+    {
         assert!(std::time::Instant::now() < deadline, "{text}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         text = scrape(&gw).await;

@@ -286,23 +286,37 @@ async fn serve_creates_and_migrates_the_database() {
 #[tokio::test]
 async fn a_refused_connection_is_retried_on_another_node() {
     let node = MockNode::start(MockOptions::default()).await.unwrap();
-    let (live, dead) = (node.addr(), free_addr());
-    let gw = Gateway::start(Setup::nodes(&[dead, live])).await;
+    let (dead, live) = (free_addr(), node.addr());
+    // No health checks: the dead node's only errors are the refused connections of requests.
+    let gw =
+        Gateway::start(Setup::nodes(&[dead, live]).pool("    health_check: { enabled: false }\n"))
+            .await;
     let c = client();
-    for i in 0..6 {
+    // The pool hashes users onto nodes: with 20 users, some land on the dead node (all 20 on
+    // the live one has odds of 1 in a million).
+    let users = 20;
+    for i in 0..users {
         let r = c
             .post(gw.url("/v1/chat/completions"))
+            .header("x-user-id", format!("user-{i}"))
             .json(&chat_body(false))
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            200,
-            "request {i} must fail over to the live node"
-        );
+        assert_eq!(r.status(), 200, "user-{i} must fail over to the live node");
     }
-    assert_eq!(node.seen().len(), 6);
+    assert_eq!(node.seen().len(), users);
+    let nodes = gw.admin_nodes().await;
+    let dead = &nodes["nodes"][0];
+    assert_eq!(dead["name"], "node-0", "{nodes}");
+    assert!(
+        dead["errors"].as_u64().unwrap() >= 1,
+        "a request was sent to the dead node and retried: {nodes}"
+    );
+    assert!(
+        dead["last_error"].as_str().unwrap().starts_with("connect"),
+        "{nodes}"
+    );
 }
 
 #[tokio::test]
@@ -319,23 +333,7 @@ async fn one_request_line_per_request_at_the_configured_level() {
         .unwrap();
     assert_eq!(r.status(), 200);
     r.text().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        if let Some(line) = gw
-            .log()
-            .lines()
-            .find(|l| l.contains("trace-log-1"))
-            .map(str::to_owned)
-        {
-            break line;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no request line:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let line = gw.wait_for_log_line("trace-log-1").await;
     for field in [
         "exoclaw::request",
         "user=ana",
@@ -355,7 +353,11 @@ async fn one_request_line_per_request_at_the_configured_level() {
         .await
         .unwrap();
     r.text().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The request's ledger row is recorded just before its log line would be; a line logged
+    // after that (a key created through the admin API) comes after it in the log's queue.
+    quiet.wait_for_rows(1).await;
+    quiet.create_key("log-marker", None).await;
+    quiet.wait_for_log_line("gateway key created").await;
     assert!(
         !quiet.log().contains("trace-log-2"),
         "request_log: off writes no request line"

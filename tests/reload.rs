@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{chat_body, client, Gateway, Setup};
+use common::{chat_body, client, free_addr, Gateway, Setup};
 use exoclaw::mock::{MockNode, MockOptions};
 
 fn with_tier_limit(config: &str, from: u32, to: u32) -> String {
@@ -57,10 +57,14 @@ async fn a_new_tier_limit_applies_to_the_next_request_and_a_bad_edit_changes_not
         limit_header(&gw, "bob").await.1 == "5"
     })
     .await;
-    // Ana's used share of her window carries over; she refills at the new rate: one request
-    // every 12 s at 5/min, where 2/min would make her wait 30 s.
+    // Ana's used share of her window carries over: she had used all of it, so she is still
+    // refused under the new limit (a reset bucket would let her through at once)...
+    assert_eq!(limit_header(&gw, "ana").await, (429, "5".into()));
+    // ...and refills at the new rate: one request every 12 s at 5/min, where 2/min would make
+    // her wait 30 s.
     gw.advance_clock(12_000).await;
     assert_eq!(limit_header(&gw, "ana").await, (200, "5".into()));
+    assert_eq!(limit_header(&gw, "ana").await, (429, "5".into()));
 
     // An invalid edit: the running config stays, the log names the key, the failure is counted.
     std::fs::write(
@@ -128,6 +132,66 @@ async fn nodes_are_added_and_removed_live() {
         a.seen().len() == before
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_reload_that_adds_a_node_keeps_the_health_of_the_others() {
+    let live = MockNode::start(MockOptions::default()).await.unwrap();
+    let added = MockNode::start(MockOptions::default()).await.unwrap();
+    let dead = free_addr();
+    // No health checks: only request failures change a node's health, and nothing brings an
+    // ejected node back, so whatever the reload does to its state shows.
+    let pools = |extra: &str| {
+        format!(
+            "pools:\n  openclaw:\n    strategy: round_robin\n    \
+             health_check: {{ enabled: false, failures: 1 }}\n    nodes:\n      \
+             - {{ name: dead, addr: \"{dead}\" }}\n      \
+             - {{ name: live, addr: \"{}\" }}\n{extra}",
+            live.addr()
+        )
+    };
+    let gw = Gateway::start(Setup::pools(&pools(""))).await;
+    let node = |nodes: &serde_json::Value, name: &str| {
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+    };
+    until("the dead node's ejection", async || {
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the live node answers");
+        node(&gw.admin_nodes().await, "dead").unwrap()["healthy"] == false
+    })
+    .await;
+    let before = node(&gw.admin_nodes().await, "dead").unwrap();
+    assert_eq!(before["ejections"], 1, "{before}");
+
+    let config = std::fs::read_to_string(gw.config_path()).unwrap();
+    let with_added = config.replace(
+        &pools(""),
+        &pools(&format!(
+            "      - {{ name: added, addr: \"{}\" }}\n",
+            added.addr()
+        )),
+    );
+    assert_ne!(config, with_added);
+    std::fs::write(gw.config_path(), with_added).unwrap();
+    until("the reload", async || {
+        node(&gw.admin_nodes().await, "added").is_some()
+    })
+    .await;
+    let after = node(&gw.admin_nodes().await, "dead").unwrap();
+    assert_eq!(after["healthy"], false, "{after}");
+    for counter in ["errors", "ejections", "last_error"] {
+        assert_eq!(after[counter], before[counter], "{counter}: {after}");
+    }
 }
 
 #[tokio::test]

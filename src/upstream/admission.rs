@@ -127,7 +127,8 @@ impl AdmissionQueue {
             if waiter.wake.send(()).is_ok() {
                 return;
             }
-            // That waiter gave up (timed out): try the next one.
+            // That waiter gave up (its request was dropped, or it timed out and has not yet
+            // taken its place out): try the next one.
         }
     }
 }
@@ -178,8 +179,49 @@ mod tests {
             queue.wait(0, t, 5, Duration::from_millis(20)).await,
             Err(Refused::TimedOut)
         );
-        // The timed-out waiter is skipped when a slot frees.
+        assert_eq!(
+            queue.waiting(),
+            0,
+            "a timed-out waiter leaves no place behind"
+        );
+    }
+
+    /// A waiter can give up while still in the heap: its request was dropped (the client went
+    /// away), or it timed out and has not yet taken its place out. A freed slot must then go
+    /// to the next waiter rather than to nobody.
+    #[tokio::test]
+    async fn a_waiter_that_gave_up_is_skipped_when_a_slot_frees() {
+        let queue = Arc::new(AdmissionQueue::default());
+        let spawn_waiter = |priority: u8| {
+            let (queue, ticket) = (queue.clone(), queue.ticket());
+            tokio::spawn(async move {
+                queue
+                    .wait(priority, ticket, 10, Duration::from_secs(30))
+                    .await
+            })
+        };
+        // The first in line (higher priority) goes away without taking its place out.
+        let gone = spawn_waiter(1);
+        while queue.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let next = spawn_waiter(0);
+        while queue.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            queue.waiting(),
+            2,
+            "the dropped waiter is still in the heap"
+        );
+
         queue.release_one();
+        let woken = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the slot went to the waiter still waiting");
+        assert_eq!(woken.unwrap(), Ok(()));
         assert_eq!(queue.waiting(), 0);
     }
 

@@ -230,6 +230,23 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("exoclaw.log")).unwrap_or_default()
     }
 
+    /// Waits (up to 5 s) for a log line containing `needle`; returns it. Log lines go through
+    /// one queue in order, so once a line is there, every line logged before it is there too.
+    pub async fn wait_for_log_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs `exoclaw <args> --config <this gateway's config>` in its directory.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(EXOCLAW)
