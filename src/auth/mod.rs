@@ -51,13 +51,10 @@ impl Credentials {
         Ok(Arc::new(credentials))
     }
 
-    /// A new connection to the database, for blocking work off the request path.
+    /// A new connection to the database, for blocking work off the request path; it waits for
+    /// locks (see `ledger::connection`).
     pub fn open_db(&self) -> Result<Connection, String> {
-        let conn = Connection::open(&self.db_path)
-            .map_err(|e| format!("cannot open {}: {e}", self.db_path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        Ok(conn)
+        crate::ledger::connection::connect(&self.db_path)
     }
 
     pub fn reload_keys(&self, conn: &Connection) -> rusqlite::Result<()> {

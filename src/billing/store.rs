@@ -1,10 +1,13 @@
 //! SQL for subscriptions, processed events and monthly counts. Blocking: the sidecar runs it in
 //! `spawn_blocking`, the sync and quota workers on their own threads; never the request path.
+//! Each write runs in a `write_transaction`: concurrent webhooks wait for the write lock (up to
+//! the busy timeout) rather than answering 500 "database is locked".
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::events::{Change, StripeEvent};
 use super::quota::Month;
+use crate::ledger::connection::write_transaction;
 
 /// What processing an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -20,9 +23,10 @@ pub enum Outcome {
     Duplicate,
 }
 
-/// Applies `event` and records its id, in one transaction.
+/// Applies `event` and records its id, in one transaction that holds the write lock from its
+/// start: two deliveries of one event never both see it as new.
 pub fn apply_event(conn: &mut Connection, event: &StripeEvent) -> rusqlite::Result<Outcome> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     let seen: bool = tx.query_row(
         "SELECT EXISTS(SELECT 1 FROM stripe_events WHERE event_id = ?1)",
         params![event.id],
@@ -154,7 +158,7 @@ pub fn load_month(conn: &Connection, month: Month) -> rusqlite::Result<Vec<(Stri
 
 /// Writes counts (each the month's running total, never less than what is stored).
 pub fn save_counts(conn: &mut Connection, rows: &[(String, Month, u64)]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO monthly_usage (user_id, month, requests) VALUES (?1, ?2, ?3)
