@@ -1,8 +1,8 @@
 //! Tiers and Stripe over real HTTP: signed webhooks (the known vector, rolled secrets, forged,
-//! expired and malformed signatures), duplicate, out-of-order and same-second deliveries, many
-//! webhooks at once while the proxy carries traffic, a checkout's tier applying to the next
-//! request, monthly quotas with 402 and a month rollover on an injected clock, and counts
-//! surviving a restart.
+//! expired and malformed signatures), duplicate, out-of-order and same-second deliveries (a
+//! cancellation wins a tie), many webhooks at once while the proxy carries traffic, a checkout's
+//! tier applying to the next request, monthly quotas with 402 and a month rollover on an
+//! injected clock, and counts surviving a restart.
 
 mod common;
 
@@ -77,6 +77,13 @@ fn subscription(id: &str, status: &str, created: i64) -> Value {
     json!({
         "id": id, "type": "customer.subscription.updated", "created": created,
         "data": { "object": { "id": "sub_1", "customer": "cus_1", "status": status } }
+    })
+}
+
+fn deleted(id: &str, created: i64) -> Value {
+    json!({
+        "id": id, "type": "customer.subscription.deleted", "created": created,
+        "data": { "object": { "id": "sub_1", "customer": "cus_1", "status": "canceled" } }
     })
 }
 
@@ -242,6 +249,58 @@ async fn an_older_event_never_overwrites_a_newer_state() {
     assert_eq!(late.json::<Value>().await.unwrap()["outcome"], "stale");
     assert_eq!(limit_of(&gw, &key).await, "50");
     assert_eq!(me(&gw, &key).await["status"], "canceled");
+}
+
+/// Delivers a checkout, then `first` and `second` (both at the same second, later than the
+/// checkout); returns the outcome of each of the two.
+async fn same_second(gw: &Gateway, first: &Value, second: &Value) -> [String; 2] {
+    let t = now_secs();
+    let co = checkout("evt_co", "ana", "tier2", t - 60);
+    assert_eq!(webhook(gw, &co, &[STRIPE_SECRET], t).await.status(), 200);
+    let mut outcomes = [String::new(), String::new()];
+    for (event, outcome) in [first, second].into_iter().zip(&mut outcomes) {
+        let r = webhook(gw, event, &[STRIPE_SECRET], t).await;
+        assert_eq!(r.status(), 200);
+        *outcome = r.json::<Value>().await.unwrap()["outcome"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn at_the_same_second_a_deletion_is_not_undone_by_a_later_delivered_update() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway(&node).await;
+    let (_, key) = gw.create_key("ana", None).await;
+    let t = now_secs();
+    let outcomes = same_second(
+        &gw,
+        &deleted("evt_deleted", t),
+        &subscription("evt_active", "active", t),
+    )
+    .await;
+    assert_eq!(outcomes, ["applied", "stale"]);
+    assert_eq!(me(&gw, &key).await["status"], "canceled");
+    assert_eq!(limit_of(&gw, &key).await, "50", "back to the default tier");
+}
+
+#[tokio::test]
+async fn at_the_same_second_a_deletion_delivered_after_an_update_cancels() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway(&node).await;
+    let (_, key) = gw.create_key("ana", None).await;
+    let t = now_secs();
+    let outcomes = same_second(
+        &gw,
+        &subscription("evt_active", "active", t),
+        &deleted("evt_deleted", t),
+    )
+    .await;
+    assert_eq!(outcomes, ["applied", "applied"]);
+    assert_eq!(me(&gw, &key).await["status"], "canceled");
+    assert_eq!(limit_of(&gw, &key).await, "50", "back to the default tier");
 }
 
 #[tokio::test]

@@ -2,11 +2,12 @@
 //! quotas.
 //!
 //! Webhooks are verified (`stripe_signature`), parsed (`events`) and applied in one SQLite
-//! transaction each (`store`) by the sidecar. The request path reads only memory: a `PlanIndex`
+//! transaction each (`store`) by the sidecar; `state_order` decides which of two states wins. The request path reads only memory: a `PlanIndex`
 //! snapshot (reloaded within a second of any change) and the `QuotaCounters`.
 
 pub mod events;
 pub mod quota;
+pub mod state_order;
 pub mod store;
 pub mod stripe_signature;
 

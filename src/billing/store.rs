@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::events::{Change, StripeEvent};
 use super::quota::Month;
+use super::state_order::{self, StateAt};
 use crate::ledger::connection::write_transaction;
 
 /// What processing an event did.
@@ -15,7 +16,8 @@ use crate::ledger::connection::write_transaction;
 pub enum Outcome {
     /// The event changed subscription state.
     Applied,
-    /// Older than the state already known: recorded, state unchanged.
+    /// Loses to the state already known (older, or the same second and lower precedence: see
+    /// `state_order`): recorded, state unchanged.
     Stale,
     /// A type ExoClaw does not act on: recorded, nothing changed.
     Ignored,
@@ -88,14 +90,23 @@ fn apply_change(tx: &Transaction, change: &Change, created: i64) -> rusqlite::Re
         Change::PaymentFailed { subscription_id } => (subscription_id, "past_due", None, None),
         Change::PaymentSucceeded { subscription_id } => (subscription_id, "active", None, None),
     };
-    let known: Option<i64> = tx
+    let known: Option<(String, i64)> = tx
         .query_row(
-            "SELECT state_created FROM stripe_subscriptions WHERE subscription_id = ?1",
+            "SELECT status, state_created FROM stripe_subscriptions WHERE subscription_id = ?1",
             params![subscription_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    if known.is_some_and(|state_created| created < state_created) {
+    let incoming = StateAt { status, created };
+    if known.is_some_and(|(status, created)| {
+        !state_order::replaces(
+            incoming,
+            StateAt {
+                status: &status,
+                created,
+            },
+        )
+    }) {
         return Ok(Outcome::Stale);
     }
     tx.execute(
@@ -244,6 +255,42 @@ mod tests {
             ("ana", "canceled")
         );
         assert_eq!(plan.tier, None);
+    }
+
+    #[test]
+    fn at_the_same_second_a_cancellation_wins_in_either_order() {
+        for order in [["canceled", "active"], ["active", "canceled"]] {
+            let mut conn = db();
+            apply_event(&mut conn, &event("e0", 10, checkout("tier2"))).unwrap();
+            let outcomes: Vec<Outcome> = order
+                .iter()
+                .map(|s| apply_event(&mut conn, &event(s, 20, status(s))).unwrap())
+                .collect();
+            let plan = &load_plans(&conn).unwrap()[0];
+            assert_eq!(
+                (plan.status.as_str(), plan.state_created),
+                ("canceled", 20),
+                "{order:?}"
+            );
+            let expected = if order[0] == "canceled" {
+                [Outcome::Applied, Outcome::Stale]
+            } else {
+                [Outcome::Applied, Outcome::Applied]
+            };
+            assert_eq!(outcomes, expected, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn at_the_same_second_a_checkout_activates_an_incomplete_subscription() {
+        let mut conn = db();
+        apply_event(&mut conn, &event("e1", 10, status("incomplete"))).unwrap();
+        apply_event(&mut conn, &event("e2", 10, checkout("tier2"))).unwrap();
+        let plan = &load_plans(&conn).unwrap()[0];
+        assert_eq!(
+            (plan.status.as_str(), plan.tier.as_deref()),
+            ("active", Some("tier2"))
+        );
     }
 
     #[test]
