@@ -28,6 +28,8 @@ pub fn open(path: &Path) -> Result<Connection, String> {
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let mut conn = connection::connect(path)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| format!("cannot configure database {}: {e}", path.display()))?;
     migrations::apply(&mut conn).map_err(|e| format!("database {}: {e}", path.display()))?;
     Ok(conn)
 }
