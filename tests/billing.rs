@@ -1,13 +1,18 @@
 //! Tiers and Stripe over real HTTP: signed webhooks (the known vector, rolled secrets, forged,
-//! expired and malformed signatures), duplicate and out-of-order deliveries, a checkout's tier
-//! applying to the next request, monthly quotas with 402 and a month rollover on an injected
-//! clock, and counts surviving a restart.
+//! expired and malformed signatures), duplicate, out-of-order and same-second deliveries (a
+//! cancellation wins a tie), many webhooks at once while the proxy carries traffic, a checkout's
+//! tier applying to the next request, monthly quotas with 402 and a month rollover on an
+//! injected clock, and counts surviving a restart.
 
 mod common;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{chat_body, client, Gateway, Setup, STRIPE_SECRET};
 use exoclaw::billing::stripe_signature::sign;
 use exoclaw::mock::{MockNode, MockOptions};
+use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 const TIERS: &str = "auth: { mode: byok, require_key: true }
@@ -55,11 +60,16 @@ fn now_secs() -> i64 {
 }
 
 fn checkout(id: &str, user: &str, tier: &str, created: i64) -> Value {
+    checkout_of("sub_1", id, user, tier, created)
+}
+
+/// A checkout that starts subscription `sub`.
+fn checkout_of(sub: &str, id: &str, user: &str, tier: &str, created: i64) -> Value {
     json!({
         "id": id, "type": "checkout.session.completed", "created": created,
         "data": { "object": {
             "id": format!("cs_{id}"), "client_reference_id": user, "customer": "cus_1",
-            "subscription": "sub_1", "metadata": { "tier": tier } } }
+            "subscription": sub, "metadata": { "tier": tier } } }
     })
 }
 
@@ -67,6 +77,13 @@ fn subscription(id: &str, status: &str, created: i64) -> Value {
     json!({
         "id": id, "type": "customer.subscription.updated", "created": created,
         "data": { "object": { "id": "sub_1", "customer": "cus_1", "status": status } }
+    })
+}
+
+fn deleted(id: &str, created: i64) -> Value {
+    json!({
+        "id": id, "type": "customer.subscription.deleted", "created": created,
+        "data": { "object": { "id": "sub_1", "customer": "cus_1", "status": "canceled" } }
     })
 }
 
@@ -234,6 +251,58 @@ async fn an_older_event_never_overwrites_a_newer_state() {
     assert_eq!(me(&gw, &key).await["status"], "canceled");
 }
 
+/// Delivers a checkout, then `first` and `second` (both at the same second, later than the
+/// checkout); returns the outcome of each of the two.
+async fn same_second(gw: &Gateway, first: &Value, second: &Value) -> [String; 2] {
+    let t = now_secs();
+    let co = checkout("evt_co", "ana", "tier2", t - 60);
+    assert_eq!(webhook(gw, &co, &[STRIPE_SECRET], t).await.status(), 200);
+    let mut outcomes = [String::new(), String::new()];
+    for (event, outcome) in [first, second].into_iter().zip(&mut outcomes) {
+        let r = webhook(gw, event, &[STRIPE_SECRET], t).await;
+        assert_eq!(r.status(), 200);
+        *outcome = r.json::<Value>().await.unwrap()["outcome"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn at_the_same_second_a_deletion_is_not_undone_by_a_later_delivered_update() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway(&node).await;
+    let (_, key) = gw.create_key("ana", None).await;
+    let t = now_secs();
+    let outcomes = same_second(
+        &gw,
+        &deleted("evt_deleted", t),
+        &subscription("evt_active", "active", t),
+    )
+    .await;
+    assert_eq!(outcomes, ["applied", "stale"]);
+    assert_eq!(me(&gw, &key).await["status"], "canceled");
+    assert_eq!(limit_of(&gw, &key).await, "50", "back to the default tier");
+}
+
+#[tokio::test]
+async fn at_the_same_second_a_deletion_delivered_after_an_update_cancels() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = gateway(&node).await;
+    let (_, key) = gw.create_key("ana", None).await;
+    let t = now_secs();
+    let outcomes = same_second(
+        &gw,
+        &subscription("evt_active", "active", t),
+        &deleted("evt_deleted", t),
+    )
+    .await;
+    assert_eq!(outcomes, ["applied", "applied"]);
+    assert_eq!(me(&gw, &key).await["status"], "canceled");
+    assert_eq!(limit_of(&gw, &key).await, "50", "back to the default tier");
+}
+
 #[tokio::test]
 async fn a_failed_payment_keeps_the_tier_for_the_grace_period_only() {
     let node = MockNode::start(MockOptions::default()).await.unwrap();
@@ -319,4 +388,193 @@ async fn the_monthly_quota_gives_402_then_rolls_over_and_survives_a_restart() {
     let plan = me(&gw, &key).await;
     assert_eq!(plan["month"], "2026-12");
     assert_eq!(plan["requests_this_month"], 1);
+}
+
+/// Chat traffic during the concurrency tests: enough tasks to keep the ledger writer, the quota
+/// counters and the key `last used` flush busy while webhooks arrive.
+const TRAFFIC_TASKS: usize = 4;
+
+/// Runs `work` while `TRAFFIC_TASKS` tasks send chat completions through the gateway to its mock
+/// node, each under its own key in the unlimited `load` tier. Every task has one answer before
+/// `work` starts and keeps sending until it ends. Returns `work`'s output and each task's
+/// statuses.
+async fn under_traffic<T>(gw: &Gateway, work: impl Future<Output = T>) -> (T, Vec<Vec<u16>>) {
+    let mut keys = Vec::new();
+    for i in 0..TRAFFIC_TASKS {
+        keys.push(gw.create_key(&format!("traffic-{i}"), Some("load")).await.1);
+    }
+    let stop = AtomicBool::new(false);
+    let started = tokio::sync::Barrier::new(TRAFFIC_TASKS + 1);
+    let traffic = join_all(keys.into_iter().map(|key| {
+        let (stop, started) = (&stop, &started);
+        async move {
+            let mut statuses = Vec::new();
+            loop {
+                let r = client()
+                    .post(gw.url("/v1/chat/completions"))
+                    .header("x-gateway-key", &key)
+                    .json(&chat_body(false))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+                if statuses.len() == 1 {
+                    started.wait().await;
+                } else if stop.load(Ordering::Relaxed) {
+                    return statuses;
+                }
+            }
+        }
+    }));
+    let work = async {
+        started.wait().await;
+        let output = work.await;
+        stop.store(true, Ordering::Relaxed);
+        output
+    };
+    tokio::join!(work, traffic)
+}
+
+/// A gateway with an extra unlimited `load` tier for the traffic keys.
+async fn loaded_gateway(node: &MockNode) -> Gateway {
+    let tiers = TIERS.replace(
+        "tiers:\n",
+        "tiers:\n  load: { requests_per_minute: 1000000, monthly_requests: null }\n",
+    );
+    let setup = Setup::nodes(&[node.addr()])
+        .top(&tiers)
+        .clock_starting_at(NOV_30_23H_MS);
+    Gateway::start(setup).await
+}
+
+/// Sends every event at once; returns each delivery's status and `outcome`.
+async fn deliver_at_once(gw: &Gateway, events: &[Value]) -> Vec<(u16, String)> {
+    join_all(events.iter().map(|event| async move {
+        let r = webhook(gw, event, &[STRIPE_SECRET], now_secs()).await;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let outcome = body["outcome"].as_str().unwrap_or("").to_owned();
+        (status, outcome)
+    }))
+    .await
+}
+
+fn assert_traffic_went_through(statuses: &[Vec<u16>]) {
+    for (task, answers) in statuses.iter().enumerate() {
+        assert!(
+            answers.len() >= 2,
+            "traffic task {task} sent while the webhooks ran"
+        );
+        assert!(
+            answers.iter().all(|s| *s == 200),
+            "traffic task {task}: {answers:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fifty_distinct_events_at_once_under_traffic_all_apply_exactly_once() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = loaded_gateway(&node).await;
+    let events: Vec<Value> = (0..50)
+        .map(|i| {
+            let sub = format!("sub_many_{i}");
+            checkout_of(
+                &sub,
+                &format!("evt_many_{i}"),
+                &format!("user-{i}"),
+                "tier2",
+                now_secs(),
+            )
+        })
+        .collect();
+    let (answers, traffic) = under_traffic(&gw, deliver_at_once(&gw, &events)).await;
+
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 50 deliveries failed: {failed:?}",
+        failed.len()
+    );
+    assert!(answers.iter().all(|(_, outcome)| outcome == "applied"));
+    assert_traffic_went_through(&traffic);
+    let db = gw.db();
+    let recorded: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM stripe_events
+             WHERE event_id LIKE 'evt_many_%' AND outcome = 'applied'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, 50, "each event recorded once, as applied");
+    let mut stmt = db
+        .prepare(
+            "SELECT subscription_id, user_id, tier, status FROM stripe_subscriptions
+             WHERE subscription_id LIKE 'sub_many_%'",
+        )
+        .unwrap();
+    let mut plans: Vec<(String, String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    plans.sort();
+    let mut expected: Vec<_> = (0..50)
+        .map(|i| {
+            (
+                format!("sub_many_{i}"),
+                format!("user-{i}"),
+                "tier2".to_owned(),
+                "active".to_owned(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(plans, expected);
+}
+
+#[tokio::test]
+async fn fifty_deliveries_of_one_event_at_once_under_traffic_apply_it_once() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = loaded_gateway(&node).await;
+    let (_, key) = gw.create_key("ana", None).await;
+    let event = checkout("evt_once", "ana", "tier2", now_secs());
+    let events = vec![event; 50];
+    let (answers, traffic) = under_traffic(&gw, deliver_at_once(&gw, &events)).await;
+
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 50 deliveries failed: {failed:?}",
+        failed.len()
+    );
+    let applied = answers.iter().filter(|(_, o)| o == "applied").count();
+    let duplicates = answers.iter().filter(|(_, o)| o == "duplicate").count();
+    assert_eq!((applied, duplicates), (1, 49));
+    assert_traffic_went_through(&traffic);
+    let db = gw.db();
+    let recorded: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM stripe_events WHERE event_id = 'evt_once'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, 1);
+    let plan: (String, String, String) = db
+        .query_row(
+            "SELECT user_id, tier, status FROM stripe_subscriptions WHERE subscription_id = 'sub_1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(plan, ("ana".into(), "tier2".into(), "active".into()));
+    assert_eq!(limit_of(&gw, &key).await, "100", "tier2 applies");
 }

@@ -13,7 +13,7 @@ pub mod sync;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use pingora::http::RequestHeader;
@@ -32,6 +32,10 @@ pub struct Credentials {
     pub codex: ArcSwap<CodexIndex>,
     pub cipher: Option<TokenCipher>,
     db_path: PathBuf,
+    /// Held from reading a table to storing its snapshot: two reloads that overlap (the admin
+    /// API's and the sync worker's) would otherwise let the one that read first store last,
+    /// putting back a snapshot without the newest key until the next change.
+    reloading: Mutex<()>,
 }
 
 impl Credentials {
@@ -42,6 +46,7 @@ impl Credentials {
             codex: ArcSwap::from_pointee(CodexIndex::default()),
             cipher,
             db_path: db_path.to_owned(),
+            reloading: Mutex::new(()),
         };
         let conn = credentials.open_db()?;
         credentials
@@ -51,16 +56,17 @@ impl Credentials {
         Ok(Arc::new(credentials))
     }
 
-    /// A new connection to the database, for blocking work off the request path.
+    /// A new connection to the database, for blocking work off the request path; it waits for
+    /// locks (see `ledger::connection`).
     pub fn open_db(&self) -> Result<Connection, String> {
-        let conn = Connection::open(&self.db_path)
-            .map_err(|e| format!("cannot open {}: {e}", self.db_path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        Ok(conn)
+        crate::ledger::connection::connect(&self.db_path)
     }
 
     pub fn reload_keys(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let _reloading = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let active = store::load_active_keys(conn)?;
         let previous = self.keys.load();
         self.keys
@@ -69,6 +75,10 @@ impl Credentials {
     }
 
     pub fn reload_codex(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let _reloading = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let tokens = match &self.cipher {
             Some(cipher) => store::load_codex_tokens(conn, cipher)?,
             None => Default::default(),

@@ -1,6 +1,7 @@
 //! SQL for keys and Codex tokens. Blocking: called from the `exoclaw keys` command, the admin
 //! and sidecar services (inside `spawn_blocking`) and the credential sync worker; never from the
-//! request path.
+//! request path. The many-statement write (`flush_last_used`) is a `write_transaction`; the others
+//! are single statements, each its own transaction that waits for the write lock.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -10,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::codex::TokenCipher;
 use super::keys::{KeyRecord, MintedKey};
+use crate::ledger::connection::write_transaction;
 
 /// A key as `keys list` and `/admin/keys` show it: never the key itself.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -95,7 +97,7 @@ pub fn load_active_keys(conn: &Connection) -> rusqlite::Result<Vec<([u8; 32], Ke
 
 /// Writes in-memory `last used` times (Unix ms) for the given key ids, in one transaction.
 pub fn flush_last_used(conn: &mut Connection, used: &[(String, u64)]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     {
         let mut stmt = tx.prepare(
             "UPDATE api_keys SET last_used_at = datetime(?2 / 1000, 'unixepoch') WHERE id = ?1",

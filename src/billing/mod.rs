@@ -2,16 +2,17 @@
 //! quotas.
 //!
 //! Webhooks are verified (`stripe_signature`), parsed (`events`) and applied in one SQLite
-//! transaction each (`store`) by the sidecar. The request path reads only memory: a `PlanIndex`
+//! transaction each (`store`) by the sidecar; `state_order` decides which of two states wins. The request path reads only memory: a `PlanIndex`
 //! snapshot (reloaded within a second of any change) and the `QuotaCounters`.
 
 pub mod events;
 pub mod quota;
+pub mod state_order;
 pub mod store;
 pub mod stripe_signature;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use rusqlite::Connection;
@@ -87,6 +88,10 @@ pub fn resolve_tier<'c>(
 pub struct Billing {
     pub plans: ArcSwap<PlanIndex>,
     pub quotas: QuotaCounters,
+    /// Held from reading subscriptions to storing the snapshot: of two webhooks that reload at
+    /// once, the one that read first could otherwise store last and hide the other's change
+    /// until the next sync.
+    reloading: Mutex<()>,
 }
 
 impl Billing {
@@ -101,6 +106,10 @@ impl Billing {
     }
 
     pub fn reload_plans(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let _reloading = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.plans
             .store(Arc::new(PlanIndex::new(store::load_plans(conn)?)));
         Ok(())

@@ -1,10 +1,14 @@
 //! SQL for subscriptions, processed events and monthly counts. Blocking: the sidecar runs it in
 //! `spawn_blocking`, the sync and quota workers on their own threads; never the request path.
+//! Each write runs in a `write_transaction`: concurrent webhooks wait for the write lock (up to
+//! the busy timeout) rather than answering 500 "database is locked".
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::events::{Change, StripeEvent};
 use super::quota::Month;
+use super::state_order::{self, StateAt};
+use crate::ledger::connection::write_transaction;
 
 /// What processing an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -12,7 +16,8 @@ use super::quota::Month;
 pub enum Outcome {
     /// The event changed subscription state.
     Applied,
-    /// Older than the state already known: recorded, state unchanged.
+    /// Loses to the state already known (older, or the same second and lower precedence: see
+    /// `state_order`): recorded, state unchanged.
     Stale,
     /// A type ExoClaw does not act on: recorded, nothing changed.
     Ignored,
@@ -20,9 +25,10 @@ pub enum Outcome {
     Duplicate,
 }
 
-/// Applies `event` and records its id, in one transaction.
+/// Applies `event` and records its id, in one transaction that holds the write lock from its
+/// start: two deliveries of one event never both see it as new.
 pub fn apply_event(conn: &mut Connection, event: &StripeEvent) -> rusqlite::Result<Outcome> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     let seen: bool = tx.query_row(
         "SELECT EXISTS(SELECT 1 FROM stripe_events WHERE event_id = ?1)",
         params![event.id],
@@ -84,14 +90,23 @@ fn apply_change(tx: &Transaction, change: &Change, created: i64) -> rusqlite::Re
         Change::PaymentFailed { subscription_id } => (subscription_id, "past_due", None, None),
         Change::PaymentSucceeded { subscription_id } => (subscription_id, "active", None, None),
     };
-    let known: Option<i64> = tx
+    let known: Option<(String, i64)> = tx
         .query_row(
-            "SELECT state_created FROM stripe_subscriptions WHERE subscription_id = ?1",
+            "SELECT status, state_created FROM stripe_subscriptions WHERE subscription_id = ?1",
             params![subscription_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    if known.is_some_and(|state_created| created < state_created) {
+    let incoming = StateAt { status, created };
+    if known.is_some_and(|(status, created)| {
+        !state_order::replaces(
+            incoming,
+            StateAt {
+                status: &status,
+                created,
+            },
+        )
+    }) {
         return Ok(Outcome::Stale);
     }
     tx.execute(
@@ -154,7 +169,7 @@ pub fn load_month(conn: &Connection, month: Month) -> rusqlite::Result<Vec<(Stri
 
 /// Writes counts (each the month's running total, never less than what is stored).
 pub fn save_counts(conn: &mut Connection, rows: &[(String, Month, u64)]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO monthly_usage (user_id, month, requests) VALUES (?1, ?2, ?3)
@@ -240,6 +255,42 @@ mod tests {
             ("ana", "canceled")
         );
         assert_eq!(plan.tier, None);
+    }
+
+    #[test]
+    fn at_the_same_second_a_cancellation_wins_in_either_order() {
+        for order in [["canceled", "active"], ["active", "canceled"]] {
+            let mut conn = db();
+            apply_event(&mut conn, &event("e0", 10, checkout("tier2"))).unwrap();
+            let outcomes: Vec<Outcome> = order
+                .iter()
+                .map(|s| apply_event(&mut conn, &event(s, 20, status(s))).unwrap())
+                .collect();
+            let plan = &load_plans(&conn).unwrap()[0];
+            assert_eq!(
+                (plan.status.as_str(), plan.state_created),
+                ("canceled", 20),
+                "{order:?}"
+            );
+            let expected = if order[0] == "canceled" {
+                [Outcome::Applied, Outcome::Stale]
+            } else {
+                [Outcome::Applied, Outcome::Applied]
+            };
+            assert_eq!(outcomes, expected, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn at_the_same_second_a_checkout_activates_an_incomplete_subscription() {
+        let mut conn = db();
+        apply_event(&mut conn, &event("e1", 10, status("incomplete"))).unwrap();
+        apply_event(&mut conn, &event("e2", 10, checkout("tier2"))).unwrap();
+        let plan = &load_plans(&conn).unwrap()[0];
+        assert_eq!(
+            (plan.status.as_str(), plan.tier.as_deref()),
+            ("active", Some("tier2"))
+        );
     }
 
     #[test]

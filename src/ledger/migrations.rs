@@ -2,8 +2,12 @@
 //!
 //! `schema_version` records each applied migration; applying is idempotent, and each migration
 //! runs in its own transaction with its version row, so a crash never leaves one half-applied.
+//! That transaction takes the write lock before it checks the version, so two processes starting
+//! together (a gateway and an `exoclaw keys` command) wait for each other instead of one failing.
 
 use rusqlite::{params, Connection};
+
+use super::connection::write_transaction;
 
 /// Every migration, in order. A migration, once released, is never edited: add a new one.
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
@@ -32,7 +36,7 @@ pub fn apply(conn: &mut Connection) -> rusqlite::Result<usize> {
     )?;
     let mut applied = 0;
     for (version, name, sql) in MIGRATIONS {
-        let tx = conn.transaction()?;
+        let tx = write_transaction(conn)?;
         let done: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM schema_version WHERE version = ?1)",
             params![version],

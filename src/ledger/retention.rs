@@ -11,7 +11,9 @@
 //!
 //! Not for: reading usage (`queries` merges both tables), or deciding when to prune (the writer).
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection};
+
+use super::connection::write_transaction;
 
 /// The ids of the chunk being moved, chosen once so the rollup and the delete see the same rows.
 const PICK_CHUNK: &str = "
@@ -55,7 +57,7 @@ pub(crate) fn roll_up_older_than(
 ) -> rusqlite::Result<usize> {
     let cutoff = i64::try_from(cutoff_ms).unwrap_or(i64::MAX);
     let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = write_transaction(conn)?;
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY);
          DELETE FROM temp.prune_ids;",

@@ -20,8 +20,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode};
 
+use super::connection::write_transaction;
 use super::record::RequestRecord;
 use super::retention;
 use crate::clock::SharedClock;
@@ -597,10 +598,10 @@ const INSERT_ROW: &str = "
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, datetime(?7 / 1000, 'unixepoch'),
             ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
-/// Writes `batch` in one transaction. `IMMEDIATE` takes the write lock up front, so a busy
+/// Writes `batch` in one `write_transaction`: it takes the write lock up front, so a busy
 /// database fails here, before any row, and the whole batch is retried.
 fn insert_batch(conn: &mut Connection, batch: &[RequestRecord]) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = write_transaction(conn)?;
     {
         let mut insert = tx.prepare_cached(INSERT_ROW)?;
         for row in batch {
