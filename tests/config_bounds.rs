@@ -115,7 +115,7 @@ fn every_number_has_an_upper_bound_named_in_the_refusal() {
                 "auth: { require_key: false }\ntiers: { workshop: { requests_per_minute: 4000000000 } }\n",
             ),
             "tiers.workshop.requests_per_minute",
-            "at most 100000",
+            "at most 1000000000",
         ),
         (
             plain.clone().top(

@@ -1507,7 +1507,7 @@ pools:
             (with("ledger: { quota_flush_interval: 2d }\n", ""), "ledger.quota_flush_interval", "at most 1d"),
             (with("ledger: { retention: 3651d }\n", ""), "ledger.retention", "at most 3650d"),
             (with("auth: { failed_auth_per_minute: 10001 }\n", ""), "auth.failed_auth_per_minute", "at most 10000,"),
-            (with("tiers: { workshop: { requests_per_minute: 100001 } }\n", ""), "tiers.workshop.requests_per_minute", "at most 100000,"),
+            (with("tiers: { workshop: { requests_per_minute: 1000000001 } }\n", ""), "tiers.workshop.requests_per_minute", "at most 1000000000,"),
             (with("tiers: { workshop: { requests_per_minute: 1, monthly_requests: 10000000001 } }\n", ""), "tiers.workshop.monthly_requests", "at most 10000000000,"),
             (with("stripe: { tolerance: 2h }\n", ""), "stripe.tolerance", "at most 1h"),
             (with("stripe: { past_due_grace: 91d }\n", ""), "stripe.past_due_grace", "at most 90d"),
