@@ -143,7 +143,7 @@ impl Metrics {
             ),
             config_reloads: counter(
                 "exoclaw_config_reloads_total",
-                "Configuration reloads by result (ok, invalid).",
+                "Configuration reloads by result (ok, invalid, failed: building the new config panicked).",
                 &["result"],
             ),
             ledger_rows_suppressed: {

@@ -6,10 +6,15 @@
 //! and counters carry over for nodes that did not change. An invalid edit keeps the running
 //! config, logs the reason with the key's path, and counts a failed reload.
 //!
+//! The watcher never dies: whatever a reload does — refuse the file, or (a bug validation should
+//! have caught) panic while building the snapshot — is logged and counted, the running config
+//! stays, and the next edit or SIGHUP is tried.
+//!
 //! Some settings are fixed when the process starts — listeners, threads, the grace period, the
 //! database and ledger writer, the names of secret variables, the failed-authentication limit.
 //! A reload that changes them keeps the running values and names them in the log.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +25,7 @@ use pingora::services::background::BackgroundService;
 use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Config, Server};
+use crate::config::{Config, ConfigError, Server};
 use crate::metrics::Metrics;
 use crate::state::{LiveSnapshot, Snapshot};
 
@@ -45,22 +50,59 @@ impl ConfigWatcher {
 
     /// Reloads the file now; `why` says what triggered it (for the log).
     pub fn reload(&self, why: &str) -> Result<(), String> {
-        let result = Config::load_to_serve(&self.path).map_err(|e| e.to_string());
-        let new = match result {
-            Ok(config) => config,
-            Err(e) => {
+        self.reload_from(why, || Config::load_to_serve(&self.path))
+    }
+
+    /// Loads a config with `load` and swaps in a snapshot built from it; logs and counts the
+    /// outcome. A panic anywhere in here is caught as a last resort — it would mean validation
+    /// let through a config the pools cannot be built from — so the running config keeps
+    /// serving and the watcher lives on to try the next edit.
+    fn reload_from(
+        &self,
+        why: &str,
+        load: impl FnOnce() -> Result<Config, ConfigError>,
+    ) -> Result<(), String> {
+        let outcome = catch_unwind(AssertUnwindSafe(|| match load() {
+            Ok(config) => {
+                self.apply(config);
+                Ok("ok")
+            }
+            Err(e) => Err(("invalid", e.to_string())),
+        }))
+        .unwrap_or_else(|panic| {
+            Err((
+                "failed",
+                format!(
+                    "building the new config panicked (a bug: validation should refuse it): {}",
+                    panic_message(panic.as_ref())
+                ),
+            ))
+        });
+        let result = match &outcome {
+            Ok(result) | Err((result, _)) => *result,
+        };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[result])
+            .inc();
+        match outcome {
+            Ok(_) => {
+                tracing::info!(path = %self.path.display(), trigger = why, "config reloaded");
+                Ok(())
+            }
+            Err((_, e)) => {
                 tracing::error!(
                     path = %self.path.display(),
                     trigger = why,
                     "config reload refused, keeping the running config: {e}"
                 );
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["invalid"])
-                    .inc();
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// Swaps in a snapshot built from `new`, a validated config, keeping start-up-only settings.
+    fn apply(&self, new: Config) {
         let current = self.live.load_full();
         let (config, fixed) = keep_fixed_settings(new, &current.config);
         if !fixed.is_empty() {
@@ -71,10 +113,16 @@ impl ConfigWatcher {
         }
         self.live
             .store(Arc::new(Snapshot::build(config, Some(&current))));
-        self.metrics.config_reloads.with_label_values(&["ok"]).inc();
-        tracing::info!(path = %self.path.display(), trigger = why, "config reloaded");
-        Ok(())
     }
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// Takes the start-up-only settings from `running`; returns the merged config and the names of
@@ -225,5 +273,33 @@ mod tests {
         assert_eq!(merged.server.pid_file, running.server.pid_file);
         assert_eq!(merged.server.request_log, crate::config::RequestLog::Warn);
         assert_eq!(merged.server.max_request_body, 1024);
+    }
+
+    #[test]
+    fn a_panicking_build_keeps_the_running_config_and_the_next_reload_applies() {
+        let running = Config::from_yaml(&format!("{POOLS}server: {{ {LISTEN} }}\n")).unwrap();
+        let live = crate::state::live(running.clone());
+        let metrics = Arc::new(Metrics::new());
+        let watcher =
+            ConfigWatcher::new("unused.yaml".into(), live.clone(), metrics.clone(), false);
+        let weight =
+            |live: &LiveSnapshot| live.load().pools.get("p").unwrap().nodes()[0].config.weight;
+        let count = |result: &str| metrics.config_reloads.with_label_values(&[result]).get();
+
+        // A weight validation refuses, set behind its back: the hash ring cannot be built.
+        let mut heavy = running.clone();
+        heavy.pools.get_mut("p").unwrap().nodes[0].weight = 1 << 32;
+        let e = watcher.reload_from("test", || Ok(heavy)).unwrap_err();
+        assert!(e.contains("panicked"), "{e}");
+        assert_eq!((weight(&live), count("failed")), (1, 1));
+
+        let refused = watcher.reload_from("test", || Config::from_yaml("pools: {}"));
+        assert!(refused.is_err());
+        assert_eq!(count("invalid"), 1);
+
+        let mut lighter = running.clone();
+        lighter.pools.get_mut("p").unwrap().nodes[0].weight = 3;
+        watcher.reload_from("test", || Ok(lighter)).unwrap();
+        assert_eq!((weight(&live), count("ok")), (3, 1));
     }
 }

@@ -18,7 +18,6 @@ use pingora::services::listening::Service;
 use pingora_proxy::http_proxy;
 
 use crate::admin::AdminApp;
-use crate::auth::codex::TokenCipher;
 use crate::auth::sync::CredentialSync;
 use crate::auth::Credentials;
 use crate::billing::Billing;
@@ -104,22 +103,8 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         }
     }
     ledger::open(&config.database)?;
-    let cipher = TokenCipher::load(
-        &config.auth.token_key_env,
-        config.auth.token_key_file.as_deref(),
-    )?;
-    if cipher.is_none() && config.auth.mode == crate::config::AuthMode::Codex {
-        return Err(format!(
-            "auth.mode is codex but no token key is set: put 64 hex characters in {}{}",
-            config.auth.token_key_env,
-            config
-                .auth
-                .token_key_file
-                .as_ref()
-                .map(|p| format!(" or {}", p.display()))
-                .unwrap_or_default()
-        ));
-    }
+    // The same reading `check` and a reload validate with (`Config::load_to_serve`).
+    let cipher = config.token_cipher().map_err(|e| e.to_string())?;
     let credentials = Credentials::load(&config.database, cipher)?;
     let admin_token = std::env::var(&config.auth.admin_token_env)
         .ok()

@@ -218,3 +218,59 @@ async fn sighup_reloads_when_file_watching_is_off() {
     })
     .await;
 }
+
+/// A weight the load balancer cannot hold (it panicked the watcher, which then ignored every
+/// later edit and SIGHUP while the gateway kept serving the old config): the edit is refused and
+/// counted, the gateway keeps serving, and the next good edit — by file, then by SIGHUP — applies.
+#[tokio::test]
+async fn a_refused_edit_leaves_the_watcher_alive_for_the_next_one() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let top = "auth: { require_key: false }\ntiers: { workshop: { requests_per_minute: 50 } }\n";
+    let gw = Gateway::start(Setup::nodes(&[node.addr()]).top(top)).await;
+    assert_eq!(limit_header(&gw, "ana").await, (200, "50".into()));
+
+    let original = std::fs::read_to_string(gw.config_path()).unwrap();
+    let node_line = format!("addr: \"{}\" }}", node.addr());
+    let heavy = original.replace(
+        &node_line,
+        &format!("addr: \"{}\", weight: 4294967296 }}", node.addr()),
+    );
+    assert_ne!(heavy, original);
+    std::fs::write(gw.config_path(), &heavy).unwrap();
+    // The watcher reacts: a refusal with the key's path (or, before the bounds, a panic).
+    until("the watcher's reaction to the huge weight", async || {
+        let log = gw.log();
+        log.contains("pools.openclaw.nodes[0].weight") || log.contains("panicked")
+    })
+    .await;
+    assert_eq!(limit_header(&gw, "bob").await, (200, "50".into()));
+
+    std::fs::write(
+        gw.config_path(),
+        with_tier_limit(&heavy, 50, 60).replace(", weight: 4294967296", ""),
+    )
+    .unwrap();
+    until("the good edit after the refused one", async || {
+        limit_header(&gw, "carl").await.1 == "60"
+    })
+    .await;
+    std::fs::write(gw.config_path(), with_tier_limit(&original, 50, 70)).unwrap();
+    gw.signal("-HUP");
+    until("the SIGHUP reload after the refused one", async || {
+        limit_header(&gw, "dana").await.1 == "70"
+    })
+    .await;
+
+    let log = gw.log();
+    assert!(
+        log.contains("pools.openclaw.nodes[0].weight") && log.contains("at most"),
+        "the refusal names the key and its bound: {log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("exoclaw_config_reloads_total{result=\"invalid\"} 1"),
+        "{metrics}"
+    );
+}

@@ -6,7 +6,6 @@
 //! live only in memory, in an immutable `CodexIndex` snapshot keyed by user.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -21,27 +20,8 @@ pub struct TokenCipher {
 }
 
 impl TokenCipher {
-    /// Reads the key from the environment variable `env_name`, or else from `file`; the key is
-    /// 64 hex characters (32 bytes; `openssl rand -hex 32` makes one). `Ok(None)` when neither is
-    /// set.
-    pub fn load(env_name: &str, file: Option<&Path>) -> Result<Option<TokenCipher>, String> {
-        if let Ok(text) = std::env::var(env_name) {
-            return TokenCipher::from_hex(&text)
-                .map(Some)
-                .map_err(|e| format!("{env_name}: {e}"));
-        }
-        match file {
-            None => Ok(None),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                TokenCipher::from_hex(&text)
-                    .map(Some)
-                    .map_err(|e| format!("{}: {e}", path.display()))
-            }
-        }
-    }
-
+    /// The key from its 64 hex characters (32 bytes; `openssl rand -hex 32` makes one). Where
+    /// the key is read from is the config's business (`Config::token_cipher`).
     pub fn from_hex(text: &str) -> Result<TokenCipher, String> {
         let bytes = hex::decode(text.trim())
             .ok()

@@ -5,7 +5,9 @@
 //! durations and sizes are reported with the path of the offending key
 //! (`pools.openclaw.nodes[0].addr: ...`). Nothing in the request path re-parses config.
 
+pub mod bounds;
 pub mod file;
+mod text;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -14,6 +16,14 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::codex::TokenCipher;
+use bounds::{
+    duration_within, within, MAX_CONNECT_ATTEMPTS, MAX_FAILED_AUTH_PER_MINUTE,
+    MAX_HEALTH_THRESHOLD, MAX_INFLIGHT, MAX_INTERVAL, MAX_LEDGER_BATCH_SIZE,
+    MAX_LEDGER_QUEUE_CAPACITY, MAX_MONTHLY_REQUESTS, MAX_NODES_PER_POOL, MAX_NODE_WEIGHT,
+    MAX_PAST_DUE_GRACE, MAX_REQUESTS_PER_MINUTE, MAX_REQUEST_BODY, MAX_RETENTION,
+    MAX_SIGNATURE_TOLERANCE, MAX_THREADS, MAX_TIMEOUT, MAX_WAITING,
+};
 pub use file::{AuthMode, RequestLog, SessionMode, Strategy};
 use file::{
     AuthSection, ConfigFile, HealthCheckSection, LedgerSection, NodeSection, PoolSection,
@@ -336,12 +346,57 @@ impl Config {
     }
 
     /// Loads the file the way `serve`, `check` and a reload need it: valid, and with every
-    /// secret it names present in the environment. (Commands that never reach a node, such as
-    /// `keys` and `usage`, use `load` and need no node token.)
+    /// secret it names present (node tokens in the environment, the Codex token key in its
+    /// variable or file). (Commands that never reach a node, such as `keys` and `usage`, use
+    /// `load` and need neither.)
     pub fn load_to_serve(path: &Path) -> Result<Config, ConfigError> {
         let config = Config::load(path)?;
         config.require_node_tokens()?;
+        config.token_cipher()?;
         Ok(config)
+    }
+
+    /// The Codex token key, read now: from the variable `auth.token_key_env`, or else from
+    /// `auth.token_key_file`. A key that is named but unreadable or malformed is an error in
+    /// either mode; in codex mode a missing key is one too (stored tokens could not be opened).
+    /// `serve` builds its cipher with this, so `check` and a reload refuse exactly what `serve`
+    /// refuses.
+    pub fn token_cipher(&self) -> Result<Option<TokenCipher>, ConfigError> {
+        let Auth {
+            mode,
+            token_key_env,
+            token_key_file,
+            ..
+        } = &self.auth;
+        if let Ok(text) = std::env::var(token_key_env) {
+            return TokenCipher::from_hex(&text).map(Some).map_err(|e| {
+                err(
+                    "auth.token_key_env",
+                    format!("environment variable `{token_key_env}`: {e}"),
+                )
+            });
+        }
+        match token_key_file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    err(
+                        "auth.token_key_file",
+                        format!("cannot read the token key from {}: {e}", file.display()),
+                    )
+                })?;
+                TokenCipher::from_hex(&text)
+                    .map(Some)
+                    .map_err(|e| err("auth.token_key_file", format!("{}: {e}", file.display())))
+            }
+            None if *mode == AuthMode::Codex => Err(err(
+                "auth.token_key_env",
+                format!(
+                    "codex mode needs the token key: put 64 hex characters in the environment \
+                     variable `{token_key_env}` or in a file named by `auth.token_key_file`"
+                ),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Every node token the config names is set, and can travel in a header.
@@ -468,6 +523,7 @@ fn validate_stripe(
     let known = |path: String, map: Option<BTreeMap<String, String>>| {
         let map = map.unwrap_or_default();
         for (id, tier) in &map {
+            text::plain(&format!("{path}.{}", id.escape_debug()), id)?;
             if !tiers.contains_key(tier) {
                 return Err(err(
                     format!("{path}.{id}"),
@@ -482,13 +538,22 @@ fn validate_stripe(
         webhook_secret_env,
         "STRIPE_WEBHOOK_SECRET",
     )?;
+    if let Some(url) = &upgrade_url {
+        text::plain("stripe.upgrade_url", url)?;
+    }
     Ok(Stripe {
         webhook_secret_env,
-        tolerance: duration_or("stripe.tolerance", tolerance, Duration::from_secs(300))?,
+        tolerance: duration_or(
+            "stripe.tolerance",
+            tolerance,
+            Duration::from_secs(300),
+            MAX_SIGNATURE_TOLERANCE,
+        )?,
         past_due_grace: duration_or(
             "stripe.past_due_grace",
             past_due_grace,
             Duration::from_secs(3 * 86_400),
+            MAX_PAST_DUE_GRACE,
         )?,
         price_tiers: known("stripe.price_tiers".to_owned(), price_tiers)?,
         payment_link_tiers: known("stripe.payment_link_tiers".to_owned(), payment_link_tiers)?,
@@ -506,14 +571,18 @@ fn validate_ledger(raw: Option<LedgerSection>, database: &Path) -> Result<Ledger
         ip_hash_key_file,
         quota_flush_interval,
     } = raw.unwrap_or_default();
-    let queue_capacity = queue_capacity.unwrap_or(65_536);
-    if queue_capacity == 0 {
-        return Err(err("ledger.queue_capacity", "must be at least 1"));
-    }
-    let batch_size = batch_size.unwrap_or(5000);
-    if batch_size == 0 {
-        return Err(err("ledger.batch_size", "must be at least 1"));
-    }
+    let queue_capacity = within(
+        "ledger.queue_capacity",
+        queue_capacity.unwrap_or(65_536),
+        1,
+        MAX_LEDGER_QUEUE_CAPACITY,
+    )?;
+    let batch_size = within(
+        "ledger.batch_size",
+        batch_size.unwrap_or(5000),
+        1,
+        MAX_LEDGER_BATCH_SIZE,
+    )?;
     let retention = match retention.as_deref() {
         None | Some("forever") => None,
         Some(text) => Some(
@@ -523,6 +592,9 @@ fn validate_ledger(raw: Option<LedgerSection>, database: &Path) -> Result<Ledger
     };
     if retention.is_some_and(|r| r < Duration::from_secs(86_400)) {
         return Err(err("ledger.retention", "must be at least 1d"));
+    }
+    if let Some(retention) = retention {
+        duration_within("ledger.retention", retention, MAX_RETENTION)?;
     }
     let ip_hash_key_file = match ip_hash_key_file {
         Some(path) => PathBuf::from(path),
@@ -535,18 +607,21 @@ fn validate_ledger(raw: Option<LedgerSection>, database: &Path) -> Result<Ledger
             "ledger.flush_interval",
             flush_interval,
             Duration::from_millis(200),
+            MAX_INTERVAL,
         )?,
         retention,
         prune_interval: duration_or(
             "ledger.prune_interval",
             prune_interval,
             Duration::from_secs(3600),
+            MAX_INTERVAL,
         )?,
         ip_hash_key_file,
         quota_flush_interval: duration_or(
             "ledger.quota_flush_interval",
             quota_flush_interval,
             Duration::from_secs(10),
+            MAX_INTERVAL,
         )?,
     })
 }
@@ -569,10 +644,12 @@ fn validate_auth(raw: Option<AuthSection>) -> Result<Auth, ConfigError> {
              that user's Codex session",
         ));
     }
-    let failed_auth_per_minute = failed_auth_per_minute.unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE);
-    if failed_auth_per_minute == 0 {
-        return Err(err("auth.failed_auth_per_minute", "must be at least 1"));
-    }
+    let failed_auth_per_minute = within(
+        "auth.failed_auth_per_minute",
+        failed_auth_per_minute.unwrap_or(DEFAULT_FAILED_AUTH_PER_MINUTE),
+        1,
+        MAX_FAILED_AUTH_PER_MINUTE,
+    )?;
     Ok(Auth {
         mode,
         require_key,
@@ -582,7 +659,13 @@ fn validate_auth(raw: Option<AuthSection>) -> Result<Auth, ConfigError> {
             "EXOCLAW_ADMIN_TOKEN",
         )?,
         token_key_env: env_var_name("auth.token_key_env", token_key_env, "EXOCLAW_TOKEN_KEY")?,
-        token_key_file: token_key_file.map(PathBuf::from),
+        token_key_file: match token_key_file {
+            Some(file) if file.trim().is_empty() => {
+                return Err(err("auth.token_key_file", "must not be empty"))
+            }
+            Some(file) => Some(PathBuf::from(file)),
+            None => None,
+        },
         failed_auth_per_minute,
     })
 }
@@ -630,12 +713,30 @@ fn validate_tiers(
     });
     let mut tiers = BTreeMap::new();
     for (name, section) in raw {
+        text::plain(&format!("tiers.{}", name.escape_debug()), &name)?;
+        let at = format!("tiers.{name}");
         let TierSection {
             requests_per_minute,
             monthly_requests,
             pool,
             priority,
         } = section;
+        let requests_per_minute = within(
+            &format!("{at}.requests_per_minute"),
+            requests_per_minute,
+            0,
+            MAX_REQUESTS_PER_MINUTE,
+        )?;
+        let monthly_requests = monthly_requests
+            .map(|m| {
+                within(
+                    &format!("{at}.monthly_requests"),
+                    m,
+                    0,
+                    MAX_MONTHLY_REQUESTS,
+                )
+            })
+            .transpose()?;
         let pool = match pool.or_else(|| fallback_pool.clone()) {
             Some(pool) => pool,
             None => {
@@ -761,10 +862,7 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
             "listen, admin_listen and sidecar_listen must be different addresses",
         ));
     }
-    let threads = threads.unwrap_or(2);
-    if threads == 0 {
-        return Err(err("server.threads", "must be at least 1"));
-    }
+    let threads = within("server.threads", threads.unwrap_or(2), 1, MAX_THREADS)?;
     let max_request_body = match max_request_body {
         None => DEFAULT_MAX_REQUEST_BODY,
         Some(SizeValue::Bytes(n)) => n,
@@ -775,7 +873,18 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
     if max_request_body == 0 {
         return Err(err("server.max_request_body", "must be greater than zero"));
     }
-    let grace_period = duration_or("server.grace_period", grace_period, DEFAULT_GRACE_PERIOD)?;
+    if max_request_body > MAX_REQUEST_BODY {
+        return Err(err(
+            "server.max_request_body",
+            format!("must be at most {}MiB", MAX_REQUEST_BODY >> 20),
+        ));
+    }
+    let grace_period = duration_or(
+        "server.grace_period",
+        grace_period,
+        DEFAULT_GRACE_PERIOD,
+        MAX_TIMEOUT,
+    )?;
     Ok(Server {
         listen,
         admin_listen,
@@ -808,6 +917,7 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
         session,
         allow_openclaw_headers,
     } = raw;
+    text::plain(&format!("pools.{}", name.escape_debug()), &name)?;
     let at = format!("pools.{name}");
     let pool_token = auth_token_env
         .map(|env| {
@@ -833,6 +943,15 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
     if nodes.is_empty() {
         return Err(err(format!("{at}.nodes"), "a pool needs at least one node"));
     }
+    if nodes.len() > MAX_NODES_PER_POOL {
+        return Err(err(
+            format!("{at}.nodes"),
+            format!(
+                "a pool has at most {MAX_NODES_PER_POOL} nodes, not {}",
+                nodes.len()
+            ),
+        ));
+    }
     let nodes = nodes
         .into_iter()
         .enumerate()
@@ -851,16 +970,19 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
             &format!("{at}.connect_timeout"),
             connect_timeout,
             DEFAULT_CONNECT_TIMEOUT,
+            MAX_TIMEOUT,
         )?,
         read: duration_or(
             &format!("{at}.read_timeout"),
             read_timeout,
             DEFAULT_READ_TIMEOUT,
+            MAX_TIMEOUT,
         )?,
         write: duration_or(
             &format!("{at}.write_timeout"),
             write_timeout,
             DEFAULT_WRITE_TIMEOUT,
+            MAX_TIMEOUT,
         )?,
     };
     let HealthCheckSection {
@@ -872,12 +994,7 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
         successes,
     } = health_check.unwrap_or_default();
     let path = path.unwrap_or_else(|| "/healthz".to_owned());
-    if !path.starts_with('/') {
-        return Err(err(
-            format!("{at}.health_check.path"),
-            "must start with `/`",
-        ));
-    }
+    text::uri_path(&format!("{at}.health_check.path"), &path, true)?;
     let health = HealthCheck {
         enabled: enabled.unwrap_or(true),
         path,
@@ -885,34 +1002,51 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
             &format!("{at}.health_check.interval"),
             interval,
             Duration::from_secs(2),
+            MAX_INTERVAL,
         )?,
         timeout: duration_or(
             &format!("{at}.health_check.timeout"),
             timeout,
             Duration::from_secs(1),
+            MAX_TIMEOUT,
         )?,
-        failures: at_least_one(&format!("{at}.health_check.failures"), failures, 3)?,
-        successes: at_least_one(&format!("{at}.health_check.successes"), successes, 2)?,
+        failures: within(
+            &format!("{at}.health_check.failures"),
+            failures.unwrap_or(3),
+            1,
+            MAX_HEALTH_THRESHOLD,
+        )?,
+        successes: within(
+            &format!("{at}.health_check.successes"),
+            successes.unwrap_or(2),
+            1,
+            MAX_HEALTH_THRESHOLD,
+        )?,
     };
     let QueueSection {
         max_waiting,
         timeout: queue_timeout,
     } = queue.unwrap_or_default();
     let queue = Queue {
-        max_waiting: max_waiting.unwrap_or(1000),
+        max_waiting: within(
+            &format!("{at}.queue.max_waiting"),
+            max_waiting.unwrap_or(1000),
+            0,
+            MAX_WAITING,
+        )?,
         timeout: duration_or(
             &format!("{at}.queue.timeout"),
             queue_timeout,
             Duration::from_secs(30),
+            MAX_TIMEOUT,
         )?,
     };
-    let max_connect_attempts = max_connect_attempts.unwrap_or(3);
-    if max_connect_attempts == 0 {
-        return Err(err(
-            format!("{at}.max_connect_attempts"),
-            "must be at least 1",
-        ));
-    }
+    let max_connect_attempts = within(
+        &format!("{at}.max_connect_attempts"),
+        max_connect_attempts.unwrap_or(3),
+        1,
+        MAX_CONNECT_ATTEMPTS,
+    )?;
     Ok(Pool {
         name,
         tls_ca,
@@ -990,14 +1124,6 @@ fn load_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     Ok(certs)
 }
 
-fn at_least_one(path: &str, value: Option<u32>, default: u32) -> Result<u32, ConfigError> {
-    match value {
-        Some(0) => Err(err(path, "must be at least 1")),
-        Some(v) => Ok(v),
-        None => Ok(default),
-    }
-}
-
 fn validate_node(
     at: &str,
     raw: NodeSection,
@@ -1022,22 +1148,25 @@ fn validate_node(
         }
         None => pool_token.cloned(),
     };
-    if name.trim().is_empty() {
-        return Err(err(format!("{at}.name"), "must not be empty"));
-    }
-    let weight = weight.unwrap_or(1);
-    if weight == 0 {
-        return Err(err(format!("{at}.weight"), "must be at least 1"));
-    }
-    if max_inflight == Some(0) {
-        return Err(err(format!("{at}.max_inflight"), "must be at least 1"));
-    }
+    text::plain(&format!("{at}.name"), &name)?;
+    let weight = within(
+        &format!("{at}.weight"),
+        weight.unwrap_or(1),
+        1,
+        MAX_NODE_WEIGHT,
+    )?;
+    let max_inflight = max_inflight
+        .map(|m| within(&format!("{at}.max_inflight"), m, 1, MAX_INFLIGHT))
+        .transpose()?;
     let host = addr.rsplit_once(':').map_or("", |(h, _)| h).to_owned();
     let resolved = resolve(&addr).map_err(|m| err(format!("{at}.addr"), m))?;
     let tls_sni = match (tls.unwrap_or(false), sni) {
         (false, Some(_)) => return Err(err(format!("{at}.sni"), "needs `tls: true`")),
         (false, None) => None,
-        (true, Some(sni)) => Some(sni),
+        (true, Some(sni)) => {
+            text::host_name(&format!("{at}.sni"), &sni)?;
+            Some(sni)
+        }
         (true, None) => Some(host),
     };
     Ok(Node {
@@ -1070,8 +1199,14 @@ fn validate_routes(
                 format!("`{pool}` is not a pool (pools: {})", known.join(", ")),
             ));
         }
-        if path_prefix.as_deref().is_some_and(|p| !p.starts_with('/')) {
-            return Err(err(format!("{at}.path_prefix"), "must start with `/`"));
+        if let Some(prefix) = &path_prefix {
+            text::uri_path(&format!("{at}.path_prefix"), prefix, false)?;
+        }
+        if let Some(model) = &model {
+            text::plain(&format!("{at}.model"), model)?;
+        }
+        if let Some(prefix) = &model_prefix {
+            text::plain(&format!("{at}.model_prefix"), prefix)?;
         }
         let model = match (model, model_prefix) {
             (Some(_), Some(_)) => {
@@ -1106,10 +1241,12 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{addr}` resolves to no address"))
 }
 
+/// The duration at `path`, or `default`; more than zero and at most `max`.
 fn duration_or(
     path: &str,
     raw: Option<String>,
     default: Duration,
+    max: Duration,
 ) -> Result<Duration, ConfigError> {
     match raw {
         None => Ok(default),
@@ -1118,7 +1255,7 @@ fn duration_or(
             if value.is_zero() {
                 return Err(err(path, "must be greater than zero"));
             }
-            Ok(value)
+            duration_within(path, value, max)
         }
     }
 }
@@ -1402,5 +1539,170 @@ pools:
                 "{never}"
             );
         }
+    }
+
+    /// `MINIMAL` with `extra` at the top level and `keys` in the pool.
+    fn with(extra: &str, keys: &str) -> String {
+        format!("{extra}{}", with_pool_keys(keys))
+    }
+
+    #[test]
+    fn every_number_past_its_bound_is_refused_naming_the_key_and_the_bound() {
+        let node = |keys: &str| {
+            MINIMAL.replace(
+                "addr: \"127.0.0.1:18789\" }",
+                &format!("addr: \"127.0.0.1:18789\"{keys} }}"),
+            )
+        };
+        let server = |keys: &str| {
+            MINIMAL.replace("\"127.0.0.1:8787\"", &format!("\"127.0.0.1:8787\", {keys}"))
+        };
+        let cases = [
+            (node(", weight: 4294967296"), "pools.openclaw.nodes[0].weight", "at most 100,"),
+            (node(", weight: 101"), "pools.openclaw.nodes[0].weight", "at most 100,"),
+            (node(", max_inflight: 10001"), "pools.openclaw.nodes[0].max_inflight", "at most 10000,"),
+            (server("threads: 1000000000"), "server.threads", "at most 256,"),
+            (server("max_request_body: 257MiB"), "server.max_request_body", "at most 256MiB"),
+            (server("grace_period: 2h"), "server.grace_period", "at most 1h"),
+            (with("ledger: { queue_capacity: 1099511627776 }\n", ""), "ledger.queue_capacity", "at most 4194304,"),
+            (with("ledger: { batch_size: 100001 }\n", ""), "ledger.batch_size", "at most 100000,"),
+            (with("ledger: { flush_interval: 2d }\n", ""), "ledger.flush_interval", "at most 1d"),
+            (with("ledger: { prune_interval: 2d }\n", ""), "ledger.prune_interval", "at most 1d"),
+            (with("ledger: { quota_flush_interval: 2d }\n", ""), "ledger.quota_flush_interval", "at most 1d"),
+            (with("ledger: { retention: 3651d }\n", ""), "ledger.retention", "at most 3650d"),
+            (with("auth: { failed_auth_per_minute: 10001 }\n", ""), "auth.failed_auth_per_minute", "at most 10000,"),
+            (with("tiers: { workshop: { requests_per_minute: 1000000001 } }\n", ""), "tiers.workshop.requests_per_minute", "at most 1000000000,"),
+            (with("tiers: { workshop: { requests_per_minute: 1, monthly_requests: 10000000001 } }\n", ""), "tiers.workshop.monthly_requests", "at most 10000000000,"),
+            (with("stripe: { tolerance: 2h }\n", ""), "stripe.tolerance", "at most 1h"),
+            (with("stripe: { past_due_grace: 91d }\n", ""), "stripe.past_due_grace", "at most 90d"),
+            (with_pool_keys("    queue: { max_waiting: 100001, timeout: 2h }\n"), "pools.openclaw.queue.max_waiting", "at most 100000,"),
+            (with_pool_keys("    queue: { timeout: 2h }\n"), "pools.openclaw.queue.timeout", "at most 1h"),
+            (with_pool_keys("    max_connect_attempts: 17\n"), "pools.openclaw.max_connect_attempts", "at most 16,"),
+            (with_pool_keys("    connect_timeout: 2h\n"), "pools.openclaw.connect_timeout", "at most 1h"),
+            (with_pool_keys("    read_timeout: 36500d\n"), "pools.openclaw.read_timeout", "at most 1h"),
+            (with_pool_keys("    write_timeout: 2h\n"), "pools.openclaw.write_timeout", "at most 1h"),
+            (with_pool_keys("    health_check: { failures: 101 }\n"), "pools.openclaw.health_check.failures", "at most 100,"),
+            (with_pool_keys("    health_check: { successes: 101 }\n"), "pools.openclaw.health_check.successes", "at most 100,"),
+            (with_pool_keys("    health_check: { interval: 2d }\n"), "pools.openclaw.health_check.interval", "at most 1d"),
+            (with_pool_keys("    health_check: { timeout: 2h }\n"), "pools.openclaw.health_check.timeout", "at most 1h"),
+        ];
+        for (text, path, bound) in cases {
+            let e = Config::from_yaml(&text).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.message.contains(bound), "{path} names its bound: {e}");
+        }
+    }
+
+    #[test]
+    fn the_bounds_themselves_are_accepted() {
+        let text = format!(
+            "ledger: {{ queue_capacity: {MAX_LEDGER_QUEUE_CAPACITY}, batch_size: {MAX_LEDGER_BATCH_SIZE}, retention: 3650d }}\n{}",
+            with_pool_keys("    max_connect_attempts: 16\n    read_timeout: 1h\n    health_check: { failures: 100, interval: 1d }\n")
+                .replace("\"127.0.0.1:18789\" }", "\"127.0.0.1:18789\", weight: 100, max_inflight: 10000 }")
+                .replace("\"127.0.0.1:8787\"", "\"127.0.0.1:8787\", threads: 256, max_request_body: 256MiB")
+        );
+        let config = Config::from_yaml(&text).unwrap();
+        let pool = &config.pools["openclaw"];
+        assert_eq!((pool.nodes[0].weight, config.server.threads), (100, 256));
+        assert_eq!(config.ledger.queue_capacity, MAX_LEDGER_QUEUE_CAPACITY);
+    }
+
+    #[test]
+    fn a_pool_past_its_node_count_is_refused() {
+        let nodes: Vec<String> = (0..=MAX_NODES_PER_POOL)
+            .map(|i| format!("{{ name: n{i}, addr: \"127.0.0.1:{}\" }}", 20_000 + i))
+            .collect();
+        let text = MINIMAL.replace(
+            "[ { name: mac-mini, addr: \"127.0.0.1:18789\" } ]",
+            &format!("[ {} ]", nodes.join(", ")),
+        );
+        let e = Config::from_yaml(&text).unwrap_err();
+        assert_eq!(e.path, "pools.openclaw.nodes");
+        assert!(e.message.contains("at most 100"), "{e}");
+    }
+
+    #[test]
+    fn text_bound_for_requests_and_logs_holds_no_control_characters() {
+        let node = |keys: &str| MINIMAL.replace("name: mac-mini, addr: \"127.0.0.1:18789\"", keys);
+        let cases = [
+            (node("name: \"mini\\r\\nforged\", addr: \"127.0.0.1:1\""), "pools.openclaw.nodes[0].name"),
+            (node("name: \"mini\\0\", addr: \"127.0.0.1:1\""), "pools.openclaw.nodes[0].name"),
+            (node("name: m, addr: \"127.0.0.1:1\", tls: true, sni: \"a\\r\\nHost: b\""), "pools.openclaw.nodes[0].sni"),
+            (with_pool_keys("    health_check: { path: \"/healthz\\r\\nX: 1\" }\n"), "pools.openclaw.health_check.path"),
+            (with_pool_keys("    health_check: { path: \"/health z\" }\n"), "pools.openclaw.health_check.path"),
+            (with("routes: [ { path_prefix: \"/v1\\n\", pool: openclaw } ]\n", ""), "routes[0].path_prefix"),
+            (with("routes: [ { path_prefix: \"/v1?x=1\", pool: openclaw } ]\n", ""), "routes[0].path_prefix"),
+            (with("routes: [ { model: \"gpt\\u0007\", pool: openclaw } ]\n", ""), "routes[0].model"),
+            (with("stripe: { upgrade_url: \"https://x.test/\\r\\n\" }\n", ""), "stripe.upgrade_url"),
+            (MINIMAL.replace("  openclaw:", "  \"open\\nclaw\":"), "pools.open\\nclaw"),
+            (with("tiers: { \"t\\u001b[2J\": { requests_per_minute: 1 } }\ndefault_tier: \"t\\u001b[2J\"\n", ""), "tiers.t\\u{1b}[2J"),
+        ];
+        for (text, path) in cases {
+            let e = Config::from_yaml(&text).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert!(
+                !e.to_string().chars().any(char::is_control),
+                "the error itself is plain: {e:?}"
+            );
+        }
+        let fine = with_pool_keys("    health_check: { path: \"/ready?deep=1\" }\n");
+        assert_eq!(
+            Config::from_yaml(&fine).unwrap().pools["openclaw"]
+                .health
+                .path,
+            "/ready?deep=1"
+        );
+    }
+
+    #[test]
+    fn the_token_key_is_read_where_serving_needs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token.key");
+        let auth = |extra: &str| {
+            format!("auth: {{ mode: codex, token_key_env: EXOCLAW_TEST_KEY_NEVER_SET{extra} }}\n{MINIMAL}")
+        };
+        let config = Config::from_yaml(&auth("")).expect("keys and usage need no token key");
+        let e = config.token_cipher().err().unwrap();
+        assert_eq!(e.path, "auth.token_key_env");
+        assert!(e.message.contains("EXOCLAW_TEST_KEY_NEVER_SET"), "{e}");
+
+        let named = auth(&format!(", token_key_file: \"{}\"", file.display()));
+        let e = Config::from_yaml(&named)
+            .unwrap()
+            .token_cipher()
+            .err()
+            .unwrap();
+        assert_eq!(e.path, "auth.token_key_file");
+        std::fs::write(&file, "not hex").unwrap();
+        let e = Config::from_yaml(&named)
+            .unwrap()
+            .token_cipher()
+            .err()
+            .unwrap();
+        assert_eq!(e.path, "auth.token_key_file");
+        std::fs::write(&file, "ab".repeat(32)).unwrap();
+        assert!(Config::from_yaml(&named)
+            .unwrap()
+            .token_cipher()
+            .unwrap()
+            .is_some());
+
+        let byok = format!("auth: {{ token_key_env: EXOCLAW_TEST_KEY_NEVER_SET }}\n{MINIMAL}");
+        assert!(Config::from_yaml(&byok)
+            .unwrap()
+            .token_cipher()
+            .unwrap()
+            .is_none());
+        std::env::set_var("EXOCLAW_TEST_KEY_MALFORMED", "xyz");
+        let bad = format!("auth: {{ token_key_env: EXOCLAW_TEST_KEY_MALFORMED }}\n{MINIMAL}");
+        let e = Config::from_yaml(&bad)
+            .unwrap()
+            .token_cipher()
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.path, "auth.token_key_env",
+            "serve refuses a malformed key in any mode"
+        );
     }
 }

@@ -37,8 +37,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// While gathering a batch, how often the writer looks for more rows (see `WriterThread::fill`).
 const GATHER_POLL: Duration = Duration::from_millis(10);
-/// Largest accepted `queue_capacity`: its slots are allocated at start (about 1.2 GiB here).
-const MAX_QUEUE_CAPACITY: usize = 1 << 22;
+/// Largest accepted `queue_capacity`: its slots are allocated at start. Config validation
+/// refuses more (so `check` and a reload do too); this is the same bound, not a second one.
+const MAX_QUEUE_CAPACITY: usize = crate::config::bounds::MAX_LEDGER_QUEUE_CAPACITY;
 /// After a failed rollup, try again this soon (or at the next `prune_interval`, if sooner).
 const PRUNE_RETRY: Duration = Duration::from_secs(60);
 
