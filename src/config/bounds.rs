@@ -57,6 +57,12 @@ pub const MAX_MONTHLY_REQUESTS: u64 = 10_000_000_000;
 /// Longest timeout (`connect_timeout`, `read_timeout`, `write_timeout`, `queue.timeout`,
 /// `health_check.timeout`) and `server.grace_period`: a client has given up long before.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3_600);
+/// Longest `server.keepalive_timeout` and `server.request_head_timeout`: every idle or slow
+/// connection holds a socket and its buffers this long.
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most connections one client address may hold (`server.max_connections_per_client`): each
+/// can hold a request head of up to `max_request_head`.
+pub const MAX_CONNECTIONS_PER_CLIENT: u32 = 100_000;
 /// Longest interval of periodic work (`health_check.interval`, `ledger.flush_interval`,
 /// `ledger.prune_interval`, `ledger.quota_flush_interval`): each runs at least daily.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);

@@ -800,11 +800,13 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
             "server.keepalive_timeout",
             keepalive_timeout,
             DEFAULT_KEEPALIVE_TIMEOUT,
+            bounds::MAX_CONNECTION_TIMEOUT,
         )?,
         request_head_timeout: duration_or(
             "server.request_head_timeout",
             request_head_timeout,
             DEFAULT_REQUEST_HEAD_TIMEOUT,
+            bounds::MAX_CONNECTION_TIMEOUT,
         )?,
         max_request_head: match max_request_head {
             None => DEFAULT_MAX_REQUEST_HEAD,
@@ -821,12 +823,12 @@ fn validate_server(raw: ServerSection, database: &Path) -> Result<Server, Config
             format!("must be between 1KiB and {MAX_REQUEST_HEAD_LIMIT} bytes (just under 1MiB)"),
         ));
     }
-    if connections.max_per_client == 0 {
-        return Err(err(
-            "server.max_connections_per_client",
-            "must be at least 1",
-        ));
-    }
+    bounds::within(
+        "server.max_connections_per_client",
+        connections.max_per_client,
+        1,
+        bounds::MAX_CONNECTIONS_PER_CLIENT,
+    )?;
     let listen = listen.parse().map_err(|_| {
         err(
             "server.listen",
