@@ -23,6 +23,8 @@ pub enum ErrorKind {
     UpstreamError,
     NoHealthyNode,
     UpstreamTimeout,
+    /// A feature the request needs is not set up here (503).
+    Unavailable,
     Internal,
 }
 
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::UpstreamError => 502,
             ErrorKind::NoHealthyNode => 503,
             ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
         }
     }
@@ -57,6 +60,7 @@ impl ErrorKind {
             ErrorKind::UpstreamError => "upstream_error",
             ErrorKind::NoHealthyNode => "no_healthy_node",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::Unavailable => "service_unavailable",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -196,9 +200,28 @@ impl ApiError {
             ErrorKind::NotFound,
             "not_found",
             format!(
-                "No route for {path}. The gateway serves /v1/* (OpenAI-compatible) and /health."
+                "No route for {}. The gateway serves /v1/* (OpenAI-compatible) and /health.",
+                shown_path(path)
             ),
         )
+    }
+
+    /// 404 on the admin listener, which serves other paths than the public one.
+    pub fn admin_not_found(path: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!(
+                "No admin endpoint {}. The admin listener serves /metrics, /admin/keys, \
+                 /admin/usage, /admin/nodes and /admin/ledger.",
+                shown_path(path)
+            ),
+        )
+    }
+
+    /// 503: a feature the request needs is not set up on this gateway.
+    pub fn not_configured(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorKind::Unavailable, code, message)
     }
 
     pub fn request_too_large(limit: u64) -> ApiError {
@@ -266,6 +289,15 @@ impl ApiError {
 }
 
 /// `10485760` → `10 MiB`; exact binary units where they fit, bytes otherwise.
+/// A path as an error message shows it: whole when short, its start otherwise.
+fn shown_path(path: &str) -> String {
+    const SHOWN: usize = 120;
+    match path.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_owned(),
+    }
+}
+
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     UNITS

@@ -65,8 +65,12 @@ enum Command {
     },
     /// Run the gateway and a built-in mock OpenClaw node on loopback.
     Demo {
+        /// The gateway's address (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
+        /// Keep the demo's folder (config, database) when it stops.
+        #[arg(long)]
+        keep: bool,
     },
     /// Run only the built-in mock OpenClaw node: a stand-in node for trying a config.
     ///
@@ -117,10 +121,21 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // A person reads the demo's screen: Pingora's start-up chatter stays out of it (EXOCLAW_LOG
+    // brings it back); the gateway's own lines, one per request, stay in.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn,exoclaw=info",
+        _ => "info",
+    };
+    init_logging(default_filter);
     let result = match cli.command {
         Command::Check { config } => Config::load_to_serve(&config)
-            .map(|_| println!("{}: OK", config.display()))
+            .map(|parsed| {
+                for warning in parsed.warnings() {
+                    eprintln!("warning: {warning}");
+                }
+                println!("{}: OK", config.display());
+            })
             .map_err(|e| e.to_string()),
         Command::Serve {
             config,
@@ -158,7 +173,9 @@ fn main() -> ExitCode {
                 KeysCommand::List { json } => exoclaw::cli::keys_list(&config, json),
                 KeysCommand::Revoke { id } => exoclaw::cli::keys_revoke(&config, &id),
             }),
-        Command::Demo { listen } => exoclaw::demo::run(listen),
+        Command::Demo { listen, keep } => {
+            exoclaw::demo::run(exoclaw::demo::DemoOptions { listen, keep })
+        }
         Command::MockNode {
             listen,
             event_delay,
@@ -181,9 +198,9 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; `EXOCLAW_LOG` (or `RUST_LOG`) sets the filter, `info` by default.
-fn init_logging() {
+fn init_logging(default_filter: &str) {
     let filter = std::env::var("EXOCLAW_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
+        .unwrap_or_else(|_| default_filter.to_owned());
     exoclaw::logging::init(&filter);
 }

@@ -155,6 +155,9 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         Billing::load(&conn, clock.now_ms())
             .map_err(|e| format!("cannot load subscriptions and quotas: {e}"))?
     };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let stripe_secret = std::env::var(&config.stripe.webhook_secret_env)
         .ok()
         .filter(|s| !s.is_empty());

@@ -578,3 +578,27 @@ async fn fifty_deliveries_of_one_event_at_once_under_traffic_apply_it_once() {
     assert_eq!(plan, ("ana".into(), "tier2".into(), "active".into()));
     assert_eq!(limit_of(&gw, &key).await, "100", "tier2 applies");
 }
+
+#[tokio::test]
+async fn webhooks_are_refused_with_503_when_the_signing_secret_is_unset() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let top = format!(
+        "{TIERS}stripe: {{ webhook_secret_env: EXOCLAW_TEST_UNSET_SECRET, price_tiers: {{ price_2: tier2 }} }}\n"
+    )
+    .replace("stripe: { upgrade_url: \"https://exoclaw.example/upgrade\", past_due_grace: 1d }\n", "");
+    let gw = Gateway::start(Setup::nodes(&[node.addr()]).top(&top)).await;
+    let r = webhook(
+        &gw,
+        &checkout("evt_1", "ana", "tier2", now_secs()),
+        &[STRIPE_SECRET],
+        now_secs(),
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "webhooks_not_configured", "{v}");
+    assert!(
+        gw.log().contains("EXOCLAW_TEST_UNSET_SECRET is not set"),
+        "serve warned at start"
+    );
+}

@@ -86,7 +86,7 @@ fn demo_curl_lines_work_as_printed() {
     }
     let curls: Vec<&String> = banner
         .iter()
-        .filter(|l| l.trim_start().starts_with("curl "))
+        .filter(|l| l.trim_start().starts_with("curl ") && l.contains("/v1/chat/completions"))
         .collect();
     assert_eq!(curls.len(), 2, "a completion and a stream: {banner:?}");
 
@@ -239,4 +239,174 @@ async fn mock_node_takes_its_token_from_the_named_environment_variable() {
         (without.as_u16(), with.as_u16(), probe.as_u16()),
         (401, 200, 200)
     );
+}
+
+#[test]
+fn check_warns_when_stripe_is_mapped_but_its_secret_is_unset() {
+    let text = "server: { listen: \"127.0.0.1:8787\" }\n\
+                pools: { openclaw: { nodes: [ { name: a, addr: \"127.0.0.1:1\" } ] } }\n\
+                tiers: { workshop: { requests_per_minute: 50 }, tier1: { requests_per_minute: 60 } }\n\
+                stripe: { webhook_secret_env: EXOCLAW_TEST_UNSET_STRIPE, price_tiers: { price_1: tier1 } }\n";
+    let out = check(text);
+    assert!(out.status.success(), "a warning is not an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: stripe: EXOCLAW_TEST_UNSET_STRIPE is not set"),
+        "{stderr}"
+    );
+}
+
+/// A demo whose banner has been read; killed on drop.
+struct Demo {
+    child: std::process::Child,
+    banner: Vec<String>,
+}
+
+impl Demo {
+    fn start(args: &[&str]) -> Demo {
+        let mut child = Command::new(EXOCLAW)
+            .arg("demo")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut banner = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("Ctrl-C");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+        Demo { child, banner }
+    }
+
+    /// The value printed after `label` on its banner line.
+    fn value(&self, label: &str) -> String {
+        self.banner
+            .iter()
+            .find_map(|l| l.trim_start().strip_prefix(label))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+            .unwrap_or_else(|| panic!("no {label} in {:#?}", self.banner))
+    }
+
+    /// Stops it with Ctrl-C (SIGINT) and returns what it wrote to stderr.
+    fn interrupt(mut self) -> String {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        let _ = self.child.wait();
+        let mut stderr = String::new();
+        use std::io::Read;
+        let _ = self
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr);
+        stderr
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The demo's operator side works as printed: its config passes `check` and `usage` reads its
+/// database, port 0 becomes a real port, and its folder is gone after Ctrl-C.
+#[test]
+fn the_demo_prints_a_working_operator_side_and_cleans_up() {
+    let demo = Demo::start(&["--listen", "127.0.0.1:0"]);
+    let url = demo.value("OPENCLAW_GATEWAY_URL=");
+    assert!(!url.ends_with(":0"), "{url}");
+    let config = demo.value("Config");
+    let dir = std::path::Path::new(&config).parent().unwrap().to_owned();
+    let run = |args: &[&str]| {
+        Command::new(EXOCLAW)
+            .args(args)
+            .args(["--config", &config])
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check"]);
+    assert!(check.status.success(), "{check:?}");
+    let keys = run(&["keys", "list"]);
+    assert!(String::from_utf8_lossy(&keys.stdout).contains("demo-user"));
+    let usage = run(&["usage", "--since", "5m"]);
+    assert!(usage.status.success(), "{usage:?}");
+
+    // The admin API answers with the printed token; a wrong admin path says what exists.
+    let admin_line = demo
+        .banner
+        .iter()
+        .find(|l| l.contains("/admin/usage"))
+        .unwrap()
+        .clone();
+    let usage = Command::new("sh")
+        .args(["-c", &admin_line])
+        .output()
+        .unwrap();
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).unwrap();
+    assert!(usage.is_object() || usage.is_array(), "{usage}");
+    assert!(dir.exists());
+    let stderr = demo.interrupt();
+    assert!(
+        !dir.exists(),
+        "the demo's folder is removed on exit: {stderr}"
+    );
+    assert!(
+        !stderr.contains("BG writer") && !stderr.contains("INFO pingora"),
+        "Pingora's start-up lines stay off a person's screen: {stderr}"
+    );
+}
+
+#[test]
+fn a_taken_port_names_the_listen_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(EXOCLAW)
+        .args(["demo", "--listen", &taken.local_addr().unwrap().to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--listen"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_unknown_admin_path_says_what_the_admin_listener_serves() {
+    let gw = common::Gateway::start(common::Setup::nodes(&[free_addr()])).await;
+    let r = client()
+        .get(gw.admin_url("/admin/nope"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let message = common::error_field(r, "message").await;
+    assert!(message.contains("/admin/keys"), "{message}");
+    assert!(!message.contains("/v1/*"), "{message}");
+}
+
+/// `usage --watch` into a pipe (a log file, `tee`) writes plain tables, no screen-clearing codes.
+#[tokio::test]
+async fn usage_watch_into_a_pipe_writes_no_terminal_codes() {
+    let gw = common::Gateway::start(common::Setup::nodes(&[free_addr()])).await;
+    let mut watch = Command::new(EXOCLAW)
+        .args(["usage", "--watch", "--since", "5m", "--config"])
+        .arg(gw.config_path())
+        .current_dir(gw.dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Usage over the last 5m"), "{text}");
+    assert!(!text.contains('\x1b'), "{text:?}");
 }

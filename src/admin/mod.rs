@@ -141,7 +141,7 @@ impl AdminApp {
                 let body: ClockChange = local_http::read_json(session).await?;
                 Ok(self.change_clock(body))
             }
-            _ => Err(ApiError::not_found(&path)),
+            _ => Err(ApiError::admin_not_found(&path)),
         }
     }
 

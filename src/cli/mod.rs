@@ -1,6 +1,7 @@
 //! The operator commands behind `exoclaw keys …`: they work on the database named by the config
 //! file, so a running gateway picks their changes up within a second (see `auth::sync`).
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -91,7 +92,8 @@ pub fn usage(config: &Config, since: &str, watch: bool, as_json: bool) -> Result
             let text = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
             println!("{text}");
         } else {
-            if watch {
+            if watch && std::io::stdout().is_terminal() {
+                // Clear the screen only on a terminal: a file or pipe gets plain tables.
                 print!("\x1b[2J\x1b[H");
             }
             println!("Usage over the last {since} ({} users)", rows.len());

@@ -399,6 +399,24 @@ impl Config {
         }
     }
 
+    /// What is allowed but probably a mistake, for `check` to print and `serve` to log: Stripe
+    /// mappings without the signing secret that verifies Stripe's webhooks (they would all be
+    /// refused).
+    pub fn warnings(&self) -> Vec<String> {
+        let stripe = &self.stripe;
+        let uses_stripe = !stripe.price_tiers.is_empty() || !stripe.payment_link_tiers.is_empty();
+        let secret_set = std::env::var(&stripe.webhook_secret_env).is_ok_and(|v| !v.is_empty());
+        let mut warnings = Vec::new();
+        if uses_stripe && !secret_set {
+            warnings.push(format!(
+                "stripe: {} is not set, so every Stripe webhook will be refused (503) and paid \
+                 tiers will not apply",
+                stripe.webhook_secret_env
+            ));
+        }
+        warnings
+    }
+
     /// Every node token the config names is set, and can travel in a header.
     pub fn require_node_tokens(&self) -> Result<(), ConfigError> {
         let tokens = self

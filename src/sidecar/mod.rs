@@ -192,10 +192,13 @@ impl SidecarApp {
         let stripe = &snapshot.config.stripe;
         let Some(secret) = self.stripe_secret.clone() else {
             tracing::error!(
-                "a Stripe webhook arrived but {} is not set: it cannot be verified",
+                "a Stripe webhook arrived but {} is not set: it cannot be verified, refused",
                 stripe.webhook_secret_env
             );
-            return Err(ApiError::internal());
+            return Err(ApiError::not_configured(
+                "webhooks_not_configured",
+                "Stripe webhooks are not set up on this gateway (no signing secret).",
+            ));
         };
         let body = local_http::read_body(session, MAX_WEBHOOK_BODY).await?;
         let signature = session
