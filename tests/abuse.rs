@@ -27,13 +27,7 @@ fn chat_request(user: &str) -> String {
 
 #[tokio::test]
 async fn queued_requests_whose_clients_hang_up_never_reach_the_node() {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let node = MockNode::start(MockOptions {
-        hold_after_first_event: Some(gate.clone()),
-        ..MockOptions::default()
-    })
-    .await
-    .unwrap();
+    let (node, gate) = common::holding_node().await;
     let yaml = format!(
         "pools:\n  openclaw:\n    queue: {{ max_waiting: 100, timeout: 30s }}\n    nodes:\n      \
          - {{ name: mini, addr: \"{}\", max_inflight: 1 }}\n",
@@ -346,13 +340,7 @@ fn db_bytes(gw: &Gateway) -> u64 {
 /// anyway, with the tokens estimated from what passed.
 #[tokio::test]
 async fn a_stream_cut_by_the_end_of_the_grace_period_leaves_its_row() {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let node = MockNode::start(MockOptions {
-        hold_after_first_event: Some(gate.clone()),
-        ..MockOptions::default()
-    })
-    .await
-    .unwrap();
+    let (node, gate) = common::holding_node().await;
     let mut gw = Gateway::start(Setup::nodes(&[node.addr()])).await;
     let response = client()
         .post(gw.url("/v1/chat/completions"))

@@ -211,13 +211,7 @@ async fn include_usage_is_injected_and_its_chunk_hidden_unless_the_client_asked(
 
 #[tokio::test]
 async fn a_stream_cut_by_the_node_records_an_estimate() {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let node = MockNode::start(MockOptions {
-        hold_after_first_event: Some(gate),
-        ..MockOptions::default()
-    })
-    .await
-    .unwrap();
+    let (node, _gate) = common::holding_node().await;
     let gw = Gateway::start(Setup::nodes(&[node.addr()])).await;
     let response = client()
         .post(gw.url("/v1/chat/completions"))

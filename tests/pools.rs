@@ -248,13 +248,7 @@ async fn all_nodes_down_gives_503_json_with_retry_after() {
 
 #[tokio::test]
 async fn a_full_node_admits_waiting_requests_by_tier_priority() {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let node = MockNode::start(MockOptions {
-        hold_after_first_event: Some(gate.clone()),
-        ..MockOptions::default()
-    })
-    .await
-    .unwrap();
+    let (node, gate) = common::holding_node().await;
     let top = "auth: { require_key: true }
 tiers:
   workshop: { requests_per_minute: 50 }
@@ -328,13 +322,7 @@ default_tier: workshop
 
 #[tokio::test]
 async fn waiting_past_the_queue_timeout_gives_503_with_retry_after() {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let node = MockNode::start(MockOptions {
-        hold_after_first_event: Some(gate.clone()),
-        ..MockOptions::default()
-    })
-    .await
-    .unwrap();
+    let (node, gate) = common::holding_node().await;
     let yaml = format!(
         "pools:\n  openclaw:\n    queue: {{ max_waiting: 10, timeout: 400ms }}\n    nodes:\n      \
          - {{ name: mini, addr: \"{}\", max_inflight: 1 }}\n",

@@ -8,7 +8,6 @@ use std::time::Duration;
 use common::{chat_body, client, error_type, free_addr, Gateway, Setup};
 use exoclaw::mock::{MockNode, MockOptions};
 use futures_util::StreamExt;
-use tokio::sync::Semaphore;
 
 async fn gateway_for(node: &MockNode, server_extra: &str, pool_extra: &str) -> Gateway {
     Gateway::start(
@@ -21,13 +20,7 @@ async fn gateway_for(node: &MockNode, server_extra: &str, pool_extra: &str) -> G
 
 #[tokio::test]
 async fn first_stream_event_reaches_client_while_node_holds_the_rest() {
-    let gate = Arc::new(Semaphore::new(0));
-    let node = MockNode::start(MockOptions {
-        hold_after_first_event: Some(gate.clone()),
-        ..MockOptions::default()
-    })
-    .await
-    .unwrap();
+    let (node, gate) = common::holding_node().await;
     let gw = gateway_for(&node, "", "").await;
 
     let response = client()

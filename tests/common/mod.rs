@@ -534,3 +534,19 @@ pub async fn run_python_sdk(
     .await
     .expect("the SDK script ran")
 }
+
+/// A mock node whose streams send their first event and then wait for a permit of the returned
+/// semaphore (`add_permits(1)` releases one stream).
+pub async fn holding_node() -> (
+    exoclaw::mock::MockNode,
+    std::sync::Arc<tokio::sync::Semaphore>,
+) {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let node = exoclaw::mock::MockNode::start(exoclaw::mock::MockOptions {
+        hold_after_first_event: Some(gate.clone()),
+        ..exoclaw::mock::MockOptions::default()
+    })
+    .await
+    .expect("the mock node starts");
+    (node, gate)
+}
