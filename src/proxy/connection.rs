@@ -186,6 +186,10 @@ impl GuardedStream {
 
     /// Follows the head through newly read bytes; returns the refusal when a limit is crossed.
     fn observe(&mut self, read: &[u8]) -> Option<ApiError> {
+        if self.phase == Phase::Request {
+            // Body bytes: nothing to follow.
+            return None;
+        }
         if matches!(self.phase, Phase::Fresh | Phase::Answered) {
             self.phase = Phase::Head {
                 bytes: 0,
@@ -261,12 +265,10 @@ impl AsyncRead for GuardedStream {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                if read.is_empty() {
+                if buf.filled().len() == before {
                     return Poll::Ready(Ok(()));
                 }
-                let read = read.to_vec();
-                match this.observe(&read) {
+                match this.observe(&buf.filled()[before..]) {
                     None => Poll::Ready(Ok(())),
                     Some(error) => {
                         // The client gets the error, the parser never sees the oversized head.
