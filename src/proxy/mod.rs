@@ -11,9 +11,11 @@ pub mod connection;
 pub mod drain;
 pub mod headers;
 pub mod node_headers;
+mod node_request;
 pub mod path;
 mod prebuffered;
 pub mod respond;
+mod retry;
 pub mod route;
 pub mod session;
 
@@ -33,20 +35,16 @@ use crate::auth::{self, Credentials, Identity, NodeCredential};
 use crate::billing::{self, Billing};
 use crate::clock::SharedClock;
 use crate::config::RequestLog;
-use crate::config::SessionMode;
 use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::record::{bounded_endpoint, RequestRecord};
 use crate::ledger::writer::LedgerWriter;
 use crate::limits::{AuthFailureGuard, RateDecision, RateLimiter};
-use crate::local_http;
 use crate::metrics::Metrics;
 use crate::state::{LiveSnapshot, Snapshot};
-use crate::upstream::admission::Refused;
-use crate::upstream::{routing, InflightGuard};
+use crate::upstream::InflightGuard;
 use accounting::Accounting;
 use respond::ExtraHeaders;
-use route::{Route, CHAT_COMPLETIONS};
-use session::UserField;
+use route::Route;
 
 /// The gateway's proxy logic, shared by every request.
 pub struct Gateway {
@@ -694,220 +692,6 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// Decides what a `/v1/*` request brings to its node, before a node is chosen: the pool
-    /// (routing may look at `model`), the session, and the body. A POST body is read here, so
-    /// its `user` field can be namespaced (or removed) and a streaming chat completion can ask
-    /// for usage; the rewritten body replaces the client's on its way to the node.
-    async fn prepare_node_request(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        snapshot: &Arc<Snapshot>,
-    ) -> Result<bool> {
-        let body = if session.req_header().method == http::Method::POST {
-            session.enable_retry_buffering();
-            let expects_continue = session
-                .req_header()
-                .headers
-                .get(http::header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-            if expects_continue {
-                // The client (curl, for a large body) waits for this before sending the body
-                // the gateway is about to read; the node never sees the `Expect`.
-                let _ = session.as_downstream_mut().write_continue_response().await;
-            }
-            let max_body = snapshot.config.server.max_request_body;
-            let cap = usize::try_from(max_body).unwrap_or(usize::MAX);
-            match local_http::read_body(session.as_downstream_mut(), cap).await {
-                Ok(body) => Some(body),
-                Err(e) => {
-                    // The rest of the body is never read: close rather than parse it.
-                    session.set_keepalive(None);
-                    return reject(session, ctx, e).await;
-                }
-            }
-        } else {
-            None
-        };
-        if let Some(body) = body.as_ref().filter(|_| snapshot.router.needs_model()) {
-            ctx.model = routing::model_of(body);
-        }
-        let pool = snapshot
-            .router
-            .pool_for(&ctx.path, ctx.model.as_deref(), &ctx.tier_pool)
-            .to_owned();
-        let mode = match snapshot.pools.get(&pool) {
-            // Strangers without a name never share one session.
-            _ if ctx.user() == auth::ANONYMOUS => SessionMode::PerRequest,
-            Some(pool) => pool.config().session,
-            None => SessionMode::PerUser,
-        };
-        ctx.pool = Some(pool);
-
-        let user_field = body
-            .as_deref()
-            .map_or(UserField::Absent, session::user_field);
-        let sub_session = match mode {
-            SessionMode::PerUser => {
-                let header = session.req_header().headers.get(headers::SESSION_ID);
-                match session::requested_sub_session(header.map(|v| v.as_bytes()), &user_field) {
-                    Ok(sub) => sub,
-                    Err(e) => return reject(session, ctx, e).await,
-                }
-            }
-            SessionMode::PerRequest => None,
-        };
-        let choice = session::choose(
-            mode,
-            ctx.user(),
-            sub_session.as_deref(),
-            user_field != UserField::Absent,
-        );
-        ctx.session_key = choice.key;
-
-        let Some(body) = body else {
-            return Ok(false);
-        };
-        let mut node_body = session::rewrite_user(&body, &choice.body_user);
-        if ctx.path == CHAT_COMPLETIONS {
-            let current = node_body.as_ref().unwrap_or(&body);
-            if let Some(with_usage) = ctx.accounting.prepare_request_body(current) {
-                node_body = Some(with_usage);
-            }
-        }
-        ctx.node_body = node_body;
-        if body.len() > prebuffered::REPLAYED_BY_PINGORA {
-            // Pingora replays a pre-read body only up to its retry buffer (64 KiB).
-            return self.forward_prebuffered(session, ctx, body).await;
-        }
-        Ok(false)
-    }
-
-    /// The node's request head: cleaned of what a client must not send, with the gateway's
-    /// credentials, identity, session and forwarding headers (see `node_headers`).
-    fn prepare_node_head(&self, upstream: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
-        let snapshot = ctx.snapshot()?;
-        let pool = ctx
-            .pool
-            .as_deref()
-            .and_then(|name| snapshot.pools.get(name))
-            .map(|p| p.config());
-        let node_token = ctx
-            .inflight
-            .as_ref()
-            .and_then(|guard| guard.node().config.auth_token.as_ref())
-            .and_then(|token| token.value());
-        node_headers::prepare(
-            upstream,
-            &node_headers::NodeHead {
-                user: ctx.user(),
-                request_id: &ctx.request_id,
-                client_ip: ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-                credential: ctx.credential.as_ref(),
-                node_token,
-                byok_header: pool.and_then(|p| p.byok_header.as_deref()),
-                allowed_openclaw: pool.map_or(&[][..], |p| &p.allow_openclaw_headers),
-                session_key: ctx.session_key.as_deref(),
-            },
-        )?;
-        if ctx.fresh_connection {
-            // The retry's connection is not kept: it was opened outside the pool's reuse.
-            upstream.insert_header(http::header::CONNECTION, "close")?;
-        }
-        Ok(())
-    }
-
-    /// A request failed on a connection to a node, before any byte of an answer. It is sent
-    /// again when the body can be replayed and the connection broke rather than timed out:
-    ///
-    /// - on a reused keep-alive connection (the node died, or closed it as idle, between two
-    ///   requests): once more to the same node, on a fresh connection;
-    /// - on a fresh connection (the node is going away: its listener still accepted, then it
-    ///   died): on another node, like a refused connection, while attempts and live nodes
-    ///   remain.
-    ///
-    /// Each failure counts against the node. A node that had read the request and died can
-    /// not have answered it, so sending it elsewhere loses nothing; a node that breaks the
-    /// connection while alive and working would see the request twice, which is the price of
-    /// losing no request to a dying node (and a rare one: an answer's first byte ends retries).
-    fn retry_after_broken_connection(
-        &self,
-        ctx: &mut RequestCtx,
-        e: &Error,
-        reused: bool,
-        replayable: bool,
-    ) -> bool {
-        use ErrorType::*;
-        let broken = matches!(
-            e.etype(),
-            ConnectionClosed | ReadError | WriteError | ConnectError | InvalidHTTPHeader
-        );
-        if !(broken && replayable && ctx.route == Route::Node && ctx.first_byte.is_none()) {
-            return false;
-        }
-        let retry = if reused && !ctx.fresh_connection {
-            release_failed_node(ctx, &format!("reused connection: {}", e.etype().as_str()));
-            ctx.fresh_connection = true;
-            true
-        } else {
-            self.connect_failed(ctx, e)
-        };
-        if retry {
-            // The body goes out again and is counted again.
-            ctx.request_body_bytes = 0;
-        }
-        retry
-    }
-
-    /// The end of a wait for a slot: `Some(error)` when the request gives up (the queue is
-    /// full, or its timeout is over), `None` when it should look for a node again.
-    fn gave_up(
-        &self,
-        ctx: &mut RequestCtx,
-        pool_name: &str,
-        waited: Result<(), Refused>,
-        remaining: std::time::Duration,
-        slice: std::time::Duration,
-    ) -> Option<Box<Error>> {
-        let gave_up = match waited {
-            Ok(()) => false,
-            Err(Refused::QueueFull) => true,
-            Err(Refused::TimedOut) => remaining <= slice,
-        };
-        if !gave_up {
-            return None;
-        }
-        let settings = &ctx.snapshot.as_ref()?.pools.get(pool_name)?.config().queue;
-        let retry_after = settings.timeout.as_secs().clamp(1, 30);
-        ctx.rejection = Some(ApiError::nodes_busy(pool_name, retry_after));
-        Some(Error::explain(
-            ErrorType::HTTPStatus(503),
-            "every node is at capacity",
-        ))
-    }
-
-    /// Counts a connect failure against the node and decides whether to try another node: only
-    /// while attempts remain and the pool still has a live node this request has not tried.
-    /// (The body has not been sent yet, so a retry replays nothing partial.)
-    fn connect_failed(&self, ctx: &mut RequestCtx, e: &Error) -> bool {
-        release_failed_node(ctx, &format!("connect: {}", e.etype().as_str()));
-        if let Some((_, addr)) = &ctx.node {
-            ctx.failed_nodes.push(*addr);
-        }
-        let pool = ctx
-            .snapshot
-            .as_ref()
-            .zip(ctx.pool.as_deref())
-            .and_then(|(s, name)| s.pools.get(name));
-        match (ctx.route, pool) {
-            (Route::Node, Some(pool)) => {
-                ctx.connect_attempts < pool.config().max_connect_attempts
-                    && pool.has_live_node(&ctx.failed_nodes)
-            }
-            _ => false,
-        }
-    }
-
     /// An anonymous request's row is written while its address stays within
     /// `ANONYMOUS_ROWS_PER_MINUTE`; identified requests are bounded by their rate limits.
     fn anonymous_row_allowed(&self, ctx: &RequestCtx) -> bool {
@@ -982,20 +766,6 @@ impl Drop for RequestCtx {
                 .get_or_insert_with(|| "shutdown".to_owned());
             ledger.record(record);
         }
-    }
-}
-
-/// Counts a failure against the request's node (its pool's threshold ejects it) and gives up
-/// the request's slot on it.
-fn release_failed_node(ctx: &mut RequestCtx, reason: &str) {
-    if let Some(guard) = ctx.inflight.take() {
-        let node = guard.node();
-        let threshold = ctx
-            .snapshot
-            .as_ref()
-            .and_then(|s| s.pools.get(&node.pool))
-            .map_or(1, |p| p.config().health.failures);
-        node.record_failure(reason, threshold);
     }
 }
 

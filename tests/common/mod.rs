@@ -406,14 +406,24 @@ impl Gateway {
         }
     }
 
+    /// Waits until both the public listener and the admin listener answer: Pingora starts its
+    /// services one after the other, so the first answering says nothing of the second.
     async fn wait_ready(&self) {
         let client = client();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if let Ok(r) = client.get(self.url("/health")).send().await {
-                if r.status() == 200 {
-                    return;
+            let answers = |url: String| {
+                let client = client.clone();
+                async move {
+                    client
+                        .get(url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200)
                 }
+            };
+            if answers(self.url("/health")).await && answers(self.admin_url("/metrics")).await {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
