@@ -1,5 +1,6 @@
-//! The operator commands behind `exoclaw keys …`: they work on the database named by the config
-//! file, so a running gateway picks their changes up within a second (see `auth::sync`).
+//! The operator commands behind `exoclaw keys …`, `exoclaw onboard …` and `exoclaw usage`: they
+//! work on the database named by the config file, so a running gateway picks their changes up
+//! within a second (see `auth::sync`).
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use crate::auth::{self, store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{units, Config};
 use crate::ledger::{self, queries};
+use crate::onboard::cohort::{self, CohortPlan};
+use crate::onboard::sheet;
 
 /// `exoclaw keys create --user ID [--tier T]`: prints the new key once.
 pub fn keys_create(config: &Config, user: &str, tier: Option<&str>) -> Result<(), String> {
@@ -66,6 +69,43 @@ pub fn keys_revoke(config: &Config, id: &str) -> Result<(), String> {
             "no active key has the id `{id}` (see `exoclaw keys list`)"
         ))
     }
+}
+
+/// `exoclaw onboard --count N --prefix P | --users FILE --url URL [--tier T] [--out DIR]
+/// [--link-ttl 7d]`: a key, a kit and a one-time link per trainee, and the printable sheet.
+pub fn onboard(config: &Config, plan: &CohortPlan) -> Result<(), String> {
+    let mut conn = ledger::open(&config.database)?;
+    let issued = cohort::issue(&mut conn, plan, &config.tiers, SystemClock.now_ms())?;
+    let (tier_name, _) = config.tier(plan.tier.as_deref());
+    for kit in &issued.kits {
+        println!("{}\t{}\t{}", kit.user, kit.key_id, kit.zip_path.display());
+    }
+    eprintln!(
+        "Issued {} kits (tier {tier_name}) in {}. Print {}: each QR code is a link that works \
+         once, until {}. The folder holds every trainee's key: keep it private, and delete it \
+         after the event.",
+        issued.kits.len(),
+        plan.out_dir.display(),
+        issued.sheet_path.display(),
+        sheet::utc_label(issued.expires_ms),
+    );
+    Ok(())
+}
+
+/// `exoclaw onboard revoke --prefix P`: every key of the cohort, and its unused links.
+pub fn onboard_revoke(config: &Config, prefix: &str) -> Result<(), String> {
+    let mut conn = ledger::open(&config.database)?;
+    let revoked = cohort::revoke(&mut conn, prefix, SystemClock.now_ms())?;
+    for user in &revoked.users {
+        println!("{user}");
+    }
+    eprintln!(
+        "Revoked the keys of {} users whose ids start with `{prefix}`, and withdrew {} unused \
+         links. A running gateway refuses them within a second.",
+        revoked.users.len(),
+        revoked.links
+    );
+    Ok(())
 }
 
 /// `exoclaw usage [--since 5m] [--watch] [--json]`: per-user requests, tokens, latency, errors

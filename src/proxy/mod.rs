@@ -281,7 +281,7 @@ impl ProxyHttp for Gateway {
                 let path = ctx.path.clone();
                 return reject(session, ctx, ApiError::not_found(&path)).await;
             }
-            Route::Node | Route::Sidecar | Route::Webhook => {}
+            Route::Node | Route::Sidecar | Route::Webhook | Route::Onboard => {}
         }
         if ctx.route == Route::Node
             && session
@@ -320,6 +320,16 @@ impl ProxyHttp for Gateway {
         if self.auth_failures.is_blocked(ip, now) {
             let retry = self.auth_failures.retry_after_secs(ip, now);
             return reject(session, ctx, ApiError::too_many_failed_logins(retry)).await;
+        }
+        if ctx.route == Route::Onboard {
+            // A kit link is its own credential; an unknown one counts as a failed
+            // authentication (in `response_filter`), so guessing runs into the guard above.
+            ctx.identity = Some(Identity {
+                user: "onboard".to_owned(),
+                key: None,
+                authorization_holds_gateway_key: false,
+            });
+            return Ok(false);
         }
         let identity = match auth::authenticate(
             session.req_header(),
@@ -394,7 +404,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot()?.clone();
-        if matches!(ctx.route, Route::Sidecar | Route::Webhook) {
+        if matches!(ctx.route, Route::Sidecar | Route::Webhook | Route::Onboard) {
             let addr = snapshot.config.server.sidecar_listen;
             ctx.node = Some((Arc::from("sidecar"), addr));
             return Ok(Box::new(HttpPeer::new(addr, false, String::new())));
@@ -584,6 +594,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.first_byte.get_or_insert_with(Instant::now);
         ctx.response_status = response.status.as_u16();
+        if let (Route::Onboard, 404, Some(ip)) = (ctx.route, ctx.response_status, ctx.client_ip) {
+            self.auth_failures.record_failure(ip, ctx.arrived_ms);
+        }
         if ctx.route == Route::Node {
             let content_type = response
                 .headers
@@ -929,6 +942,7 @@ impl Gateway {
             Route::Node => "v1",
             Route::Sidecar => "api",
             Route::Webhook => "webhook",
+            Route::Onboard => "onboard",
             Route::Unknown => "unknown",
         };
         let pool = ctx.pool.as_deref().unwrap_or("-");
