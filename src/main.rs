@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use exoclaw::cli::UsageFormat;
 use exoclaw::config::Config;
 use exoclaw::mock::standalone::StandaloneOptions;
 use exoclaw::onboard::cohort::CohortPlan;
@@ -46,12 +47,18 @@ enum Command {
         /// How far back to look (e.g. 5m, 1h, 7d).
         #[arg(long, default_value = "24h")]
         since: String,
+        /// Only the N most active users (by requests).
+        #[arg(long, value_name = "N")]
+        top: Option<usize>,
         /// Refresh every 2 seconds until Ctrl-C.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         watch: bool,
         /// One JSON array per refresh instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// CSV with a header line, for a spreadsheet or a follow-up mail.
+        #[arg(long)]
+        csv: bool,
     },
     /// Manage gateway keys (stored as hashes in the database).
     Keys {
@@ -216,11 +223,20 @@ fn main() -> ExitCode {
         Command::Usage {
             config,
             since,
+            top,
             watch,
             json,
-        } => Config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|config| exoclaw::cli::usage(&config, &since, watch, json)),
+            csv,
+        } => {
+            let format = match (json, csv) {
+                (true, _) => UsageFormat::Json,
+                (_, true) => UsageFormat::Csv,
+                _ => UsageFormat::Table,
+            };
+            Config::load(&config)
+                .map_err(|e| e.to_string())
+                .and_then(|config| exoclaw::cli::usage(&config, &since, top, watch, format))
+        }
         Command::Onboard {
             config,
             command,

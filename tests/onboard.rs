@@ -1,6 +1,6 @@
 //! Trainee onboarding end to end: `exoclaw onboard` issues kits against a real gateway and mock
 //! node; the kit's own `setup.sh` runs for real under sh (dash) and bash; one-time links are
-//! downloaded over HTTP; `onboard revoke` cuts the cohort off.
+//! downloaded over HTTP; `onboard revoke` cuts the cohort off; `usage --top/--csv` reports.
 
 mod common;
 
@@ -460,4 +460,66 @@ async fn the_python_starter_streams_an_answer_through_the_gateway() {
     let body: serde_json::Value = serde_json::from_slice(&chat.body).unwrap();
     assert_eq!(body["stream"], true);
     assert_eq!(chat.headers["x-forwarded-user"], "trainee-01");
+}
+
+#[tokio::test]
+async fn usage_lists_the_most_active_users_and_writes_csv() {
+    let node = MockNode::start(MockOptions::default()).await.unwrap();
+    let gw = Gateway::start(Setup::nodes(&[node.addr()]).top(KEYS_ON)).await;
+    let mut total = 0;
+    for (user, requests) in [("ana", 3), ("bo", 1), ("cy", 2)] {
+        let (_, key) = gw.create_key(user, None).await;
+        for _ in 0..requests {
+            let r = client()
+                .post(gw.url("/v1/chat/completions"))
+                .header("x-gateway-key", &key)
+                .json(&chat_body(false))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            total += 1;
+        }
+    }
+    // A kit download is recorded, but it is nobody's usage.
+    let kits = issue(&gw, 1);
+    let r = bare_client().get(&links(&kits)[0]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    gw.wait_for_rows(total + 1).await;
+
+    let out = gw.cli(&["usage", "--since", "1d", "--top", "2"]);
+    assert!(out.status.success(), "{out:?}");
+    let table = text(&out.stdout);
+    let users: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(users, ["ana", "cy"], "{table}");
+
+    let out = gw.cli(&["usage", "--since", "1d", "--csv"]);
+    assert!(out.status.success(), "{out:?}");
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "user_id,requests,prompt_tokens,completion_tokens,total_tokens,avg_latency_ms,errors,last_seen"
+    );
+    let rows: Vec<(String, String)> = lines[1..]
+        .iter()
+        .map(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            assert_eq!(fields.len(), 8, "{l}");
+            (fields[0].to_owned(), fields[1].to_owned())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [("ana", "3"), ("cy", "2"), ("bo", "1")].map(|(u, n)| (u.to_owned(), n.to_owned()))
+    );
+    let top_csv = text(
+        &gw.cli(&["usage", "--since", "1d", "--top", "1", "--csv"])
+            .stdout,
+    );
+    assert_eq!(top_csv.lines().count(), 2, "{top_csv}");
 }

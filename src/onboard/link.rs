@@ -12,6 +12,10 @@ use crate::local_http;
 /// The path prefix of download links (the proxy's `Route::Onboard`).
 pub const PATH_PREFIX: &str = "/onboard/";
 
+/// The user the gateway records a kit download under: the downloader has no key yet, so no user
+/// of their own. `exoclaw usage` leaves these rows out: they are not anyone's usage.
+pub const DOWNLOADER: &str = "onboard";
+
 /// Hex digits in a token.
 const TOKEN_LEN: usize = 64;
 

@@ -325,7 +325,7 @@ impl ProxyHttp for Gateway {
             // A kit link is its own credential; an unknown one counts as a failed
             // authentication (in `response_filter`), so guessing runs into the guard above.
             ctx.identity = Some(Identity {
-                user: "onboard".to_owned(),
+                user: crate::onboard::link::DOWNLOADER.to_owned(),
                 key: None,
                 authorization_holds_gateway_key: false,
             });
