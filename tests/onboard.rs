@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bare_client, chat_body, client, free_addr, Gateway, Setup, PROVIDER_KEY};
+use common::{bare_client, chat_body, client, Gateway, Setup, PROVIDER_KEY};
 use exoclaw::mock::{MockNode, MockOptions};
 
 const KEYS_ON: &str = "auth: { mode: byok, require_key: true }\n";
@@ -224,22 +224,19 @@ async fn setup_sh_says_agent_ready_and_names_each_problem_in_one_sentence() {
     );
     assert_eq!(chats[0].headers["x-forwarded-user"], "trainee-01");
 
-    // A mistyped gateway address.
-    set_env(
-        kit,
-        "OPENCLAW_GATEWAY_URL",
-        &format!("http://{}", free_addr()),
-    );
+    // A mistyped gateway address (port 1: nothing listens there, whatever other tests bind).
+    set_env(kit, "OPENCLAW_GATEWAY_URL", "http://127.0.0.1:1");
     let out = setup_sh("sh", kit, &[], "").await;
     assert_fails_with(
         &out,
-        "Cannot reach the gateway at http://127.0.0.1:",
+        "Cannot reach the gateway at http://127.0.0.1:1:",
         &secrets,
     );
     set_env(kit, "OPENCLAW_GATEWAY_URL", &gw.url(""));
 
     // A damaged key is refused by the gateway.
-    let damaged = format!("{}0", &key[..key.len() - 1]);
+    let last = if key.ends_with('0') { '1' } else { '0' };
+    let damaged = format!("{}{last}", &key[..key.len() - 1]);
     set_env(kit, "EXOCLAW_GATEWAY_KEY", &damaged);
     let out = setup_sh("sh", kit, &[], "").await;
     assert_fails_with(
