@@ -17,6 +17,7 @@ pub mod local_http;
 pub mod logging;
 pub mod metrics;
 pub mod mock;
+pub mod onboard;
 pub mod proxy;
 pub mod reload;
 pub mod server;

@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use exoclaw::cli::UsageFormat;
 use exoclaw::config::Config;
 use exoclaw::mock::standalone::StandaloneOptions;
+use exoclaw::onboard::cohort::CohortPlan;
+use exoclaw::onboard::roster;
 use exoclaw::server::{self, Launch};
 
 #[derive(Parser)]
@@ -44,12 +47,18 @@ enum Command {
         /// How far back to look (e.g. 5m, 1h, 7d).
         #[arg(long, default_value = "24h")]
         since: String,
+        /// Only the N most active users (by requests).
+        #[arg(long, value_name = "N")]
+        top: Option<usize>,
         /// Refresh every 2 seconds until Ctrl-C.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         watch: bool,
         /// One JSON array per refresh instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// CSV with a header line, for a spreadsheet or a follow-up mail.
+        #[arg(long)]
+        csv: bool,
     },
     /// Manage gateway keys (stored as hashes in the database).
     Keys {
@@ -57,6 +66,17 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Trainee kits: a gateway key, a ZIP and a one-time QR link per trainee, and a printable
+    /// sheet (`onboard revoke` revokes a whole cohort).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Onboard {
+        #[arg(long, default_value = "conf/exoclaw.yaml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: Option<OnboardCommand>,
+        #[command(flatten)]
+        kits: OnboardArgs,
     },
     /// Validate a config file and exit (non-zero, naming the key, when it is invalid).
     Check {
@@ -114,6 +134,65 @@ enum KeysCommand {
     Revoke { id: String },
 }
 
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("who").required(true).args(["count", "users"]))]
+struct OnboardArgs {
+    /// How many numbered trainees (`<prefix>-01`, `<prefix>-02`, …).
+    #[arg(long)]
+    count: Option<usize>,
+    /// A file with one first name a line; each becomes a user id (sanitised, made unique).
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// The start of every user id: `trainee` for `--count` by default; with `--users`, ids are
+    /// `<prefix>-<name>` when it is given. `onboard revoke --prefix` finds the cohort by it.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// The gateway's public address, as trainees reach it (e.g. https://gateway.example).
+    #[arg(long, required = true)]
+    url: Option<String>,
+    /// A tier for every key; by default each trainee's own tier (the config's default_tier).
+    #[arg(long)]
+    tier: Option<String>,
+    /// Where to write the ZIPs, the PNGs and index.html.
+    #[arg(long, default_value = "kits")]
+    out: PathBuf,
+    /// How long each download link stays usable (e.g. 12h, 7d).
+    #[arg(long, default_value = "7d", value_parser = exoclaw::config::units::parse_duration)]
+    link_ttl: Duration,
+}
+
+#[derive(Subcommand)]
+enum OnboardCommand {
+    /// Revoke every key of a cohort (user ids starting with the prefix) and its unused links.
+    Revoke {
+        #[arg(long)]
+        prefix: String,
+    },
+}
+
+impl OnboardArgs {
+    fn plan(self) -> Result<CohortPlan, String> {
+        let users = match (&self.users, self.count) {
+            (Some(file), _) => {
+                let names = std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                roster::from_names(&names, self.prefix.as_deref())?
+            }
+            (None, Some(count)) => {
+                roster::numbered(self.prefix.as_deref().unwrap_or("trainee"), count)?
+            }
+            (None, None) => return Err("give --count or --users".to_owned()),
+        };
+        Ok(CohortPlan {
+            users,
+            tier: self.tier,
+            gateway_url: self.url.ok_or("give --url")?,
+            out_dir: self.out,
+            link_ttl: self.link_ttl,
+        })
+    }
+}
+
 /// jemalloc: against glibc's malloc it took about a fifth off the CPU time per proxied request
 /// (`benches/compare/run`), for a similar peak RSS.
 #[global_allocator]
@@ -159,11 +238,34 @@ fn main() -> ExitCode {
         Command::Usage {
             config,
             since,
+            top,
             watch,
             json,
+            csv,
+        } => {
+            let format = match (json, csv) {
+                (true, _) => UsageFormat::Json,
+                (_, true) => UsageFormat::Csv,
+                _ => UsageFormat::Table,
+            };
+            Config::load(&config)
+                .map_err(|e| e.to_string())
+                .and_then(|config| exoclaw::cli::usage(&config, &since, top, watch, format))
+        }
+        Command::Onboard {
+            config,
+            command,
+            kits,
         } => Config::load(&config)
             .map_err(|e| e.to_string())
-            .and_then(|config| exoclaw::cli::usage(&config, &since, watch, json)),
+            .and_then(|config| match command {
+                Some(OnboardCommand::Revoke { prefix }) => {
+                    exoclaw::cli::onboard_revoke(&config, &prefix)
+                }
+                None => kits
+                    .plan()
+                    .and_then(|plan| exoclaw::cli::onboard(&config, &plan)),
+            }),
         Command::Keys { config, command } => Config::load(&config)
             .map_err(|e| e.to_string())
             .and_then(|config| match command {

@@ -66,6 +66,44 @@ pub fn revoke_key(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
     Ok(changed > 0)
 }
 
+/// Revokes every active key of every user whose id starts with `prefix` (compared literally:
+/// `_` and `%` are not wildcards); returns those users, sorted. Run it inside a
+/// `write_transaction` so the list and the revocation agree (`onboard::cohort::revoke`).
+pub fn revoke_keys_by_user_prefix(
+    conn: &Connection,
+    prefix: &str,
+) -> rusqlite::Result<Vec<String>> {
+    const MATCHES: &str = "substr(user_id, 1, length(?1)) = ?1 AND revoked_at IS NULL";
+    let mut stmt = conn.prepare(&format!(
+        "SELECT DISTINCT user_id FROM api_keys WHERE {MATCHES} ORDER BY user_id"
+    ))?;
+    let users = stmt
+        .query_map(params![prefix], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    conn.execute(
+        &format!("UPDATE api_keys SET revoked_at = datetime('now') WHERE {MATCHES}"),
+        params![prefix],
+    )?;
+    Ok(users)
+}
+
+/// Which of `users` hold an active key.
+pub fn users_with_active_keys(
+    conn: &Connection,
+    users: &[String],
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL)",
+    )?;
+    let mut holding = Vec::new();
+    for user in users {
+        if stmt.query_row(params![user], |r| r.get::<_, bool>(0))? {
+            holding.push(user.clone());
+        }
+    }
+    Ok(holding)
+}
+
 /// Every active key, as (hash, record) pairs for a `KeyIndex`.
 pub fn load_active_keys(conn: &Connection) -> rusqlite::Result<Vec<([u8; 32], KeyRecord)>> {
     let mut stmt =

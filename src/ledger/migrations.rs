@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "billing",
         include_str!("../../migrations/0004_billing.sql"),
     ),
+    (
+        5,
+        "onboard",
+        include_str!("../../migrations/0005_onboard.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet recorded; returns how many ran.

@@ -135,6 +135,15 @@ impl RequestCtx {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "snapshot not loaded"))
     }
 
+    /// The path as logs and the ledger show it: a kit link's token is a credential, stored
+    /// only as a hash, so it never appears.
+    fn shown_path(&self) -> &str {
+        match self.route {
+            Route::Onboard => "/onboard/…",
+            _ => &self.path,
+        }
+    }
+
     fn node_name(&self) -> &str {
         self.node.as_ref().map_or("-", |(name, _)| name)
     }
@@ -163,7 +172,7 @@ impl RequestCtx {
                 .identity
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), |i| i.user.clone()),
-            endpoint: bounded_endpoint(&ctx.path),
+            endpoint: bounded_endpoint(ctx.shown_path()),
             method: ctx.method.as_str().to_owned(),
             status,
             latency_ms: ctx.started.elapsed().as_millis() as u64,
@@ -279,7 +288,7 @@ impl ProxyHttp for Gateway {
                 let path = ctx.path.clone();
                 return reject(session, ctx, ApiError::not_found(&path)).await;
             }
-            Route::Node | Route::Sidecar | Route::Webhook => {}
+            Route::Node | Route::Sidecar | Route::Webhook | Route::Onboard => {}
         }
         if ctx.route == Route::Node
             && session
@@ -318,6 +327,16 @@ impl ProxyHttp for Gateway {
         if self.auth_failures.is_blocked(ip, now) {
             let retry = self.auth_failures.retry_after_secs(ip, now);
             return reject(session, ctx, ApiError::too_many_failed_logins(retry)).await;
+        }
+        if ctx.route == Route::Onboard {
+            // A kit link is its own credential; an unknown one counts as a failed
+            // authentication (in `response_filter`), so guessing runs into the guard above.
+            ctx.identity = Some(Identity {
+                user: crate::onboard::link::DOWNLOADER.to_owned(),
+                key: None,
+                authorization_holds_gateway_key: false,
+            });
+            return Ok(false);
         }
         let identity = match auth::authenticate(
             session.req_header(),
@@ -392,7 +411,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot()?.clone();
-        if matches!(ctx.route, Route::Sidecar | Route::Webhook) {
+        if matches!(ctx.route, Route::Sidecar | Route::Webhook | Route::Onboard) {
             let addr = snapshot.config.server.sidecar_listen;
             ctx.node = Some((Arc::from("sidecar"), addr));
             return Ok(Box::new(HttpPeer::new(addr, false, String::new())));
@@ -582,6 +601,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.first_byte.get_or_insert_with(Instant::now);
         ctx.response_status = response.status.as_u16();
+        if let (Route::Onboard, 404, Some(ip)) = (ctx.route, ctx.response_status, ctx.client_ip) {
+            self.auth_failures.record_failure(ip, ctx.arrived_ms);
+        }
         if ctx.route == Route::Node {
             let content_type = response
                 .headers
@@ -672,7 +694,7 @@ impl ProxyHttp for Gateway {
                     target: "exoclaw::request",
                     request_id = %ctx.request_id,
                     method = %req.method,
-                    path = %ctx.path,
+                    path = %ctx.shown_path(),
                     user = %ctx.user(),
                     node = %ctx.node_name(),
                     status,
@@ -713,6 +735,7 @@ impl Gateway {
             Route::Node => "v1",
             Route::Sidecar => "api",
             Route::Webhook => "webhook",
+            Route::Onboard => "onboard",
             Route::Unknown => "unknown",
         };
         let pool = ctx.pool.as_deref().unwrap_or("-");

@@ -12,6 +12,9 @@ pub enum Route {
     /// `/api/webhooks/*`: third parties (Stripe) calling the sidecar; authenticated by their
     /// signatures there, not by gateway keys.
     Webhook,
+    /// `/onboard/*`: one-time kit download links, handed to the sidecar without a gateway key
+    /// (the downloader has none yet: the link's 256-bit token is the credential).
+    Onboard,
     /// Anything else: 404.
     Unknown,
 }
@@ -37,6 +40,7 @@ pub fn classify(path: &str) -> Route {
         p if p.starts_with("/v1/") => Route::Node,
         p if p.starts_with("/api/webhooks/") => Route::Webhook,
         p if p.starts_with("/api/") => Route::Sidecar,
+        p if p.starts_with("/onboard/") => Route::Onboard,
         _ => Route::Unknown,
     }
 }
@@ -55,6 +59,8 @@ mod tests {
         assert_eq!(classify("/v1"), Route::Unknown);
         assert_eq!(classify("/v10/x"), Route::Unknown);
         assert_eq!(classify("/apix"), Route::Unknown);
+        assert_eq!(classify("/onboard/0123abcd"), Route::Onboard);
+        assert_eq!(classify("/onboard"), Route::Unknown);
         assert_eq!(classify("/"), Route::Unknown);
     }
 

@@ -11,6 +11,8 @@
 //!   (no gateway key: the signature is the authentication). Each event id is processed once, in
 //!   the same transaction as its effect; the new tier applies to the user's next request.
 //! - `GET /api/subscriptions/me`: the caller's tier, status, this month's usage and what is left.
+//! - `GET /onboard/<token>`: a trainee's kit, once (no gateway key: the link is the
+//!   credential); see `onboard::download` for the answers.
 //!
 //! The Codex and subscription endpoints need a gateway key (not a claimed `X-User-ID`). Runs and
 //! tenants join this module in later work.
@@ -31,6 +33,7 @@ use crate::billing::{self, events, store as billing_store, stripe_signature, Bil
 use crate::clock::SharedClock;
 use crate::local_http;
 use crate::metrics::Metrics;
+use crate::onboard::{self, download, link};
 use crate::proxy::headers;
 use crate::state::LiveSnapshot;
 
@@ -104,6 +107,9 @@ impl SidecarApp {
         let path = session.req_header().uri.path().to_owned();
         match (method, path.as_str()) {
             (Method::POST, "/api/webhooks/stripe") => self.stripe_webhook(session).await,
+            (Method::GET, p) if p.starts_with(link::PATH_PREFIX) => {
+                self.download_kit(&p[link::PATH_PREFIX.len()..]).await
+            }
             (Method::GET, "/api/subscriptions/me") => {
                 require_key(by_key)?;
                 let tier = session
@@ -123,6 +129,25 @@ impl SidecarApp {
             }
             _ => Err(ApiError::not_found(&path)),
         }
+    }
+
+    /// `GET /onboard/<token>`: claims the link once, in its own write transaction.
+    async fn download_kit(&self, token: &str) -> Result<Response<Vec<u8>>, ApiError> {
+        if !link::is_well_formed(token) {
+            return Ok(download::not_found());
+        }
+        let token_hash = link::token_hash(token);
+        let credentials = self.credentials.clone();
+        let now = self.clock.now_ms();
+        let claim = local_http::blocking("onboard link", move || {
+            let mut conn = credentials.open_db()?;
+            onboard::store::claim(&mut conn, &token_hash, now).map_err(|e| e.to_string())
+        })
+        .await?;
+        if let onboard::store::Claim::Kit { user, .. } = &claim {
+            tracing::info!(%user, "kit downloaded");
+        }
+        Ok(download::response(claim))
     }
 
     async fn store_codex_token(
