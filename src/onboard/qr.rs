@@ -29,13 +29,16 @@ pub fn svg(code: &QrCode, size: u32) -> String {
     }
 }
 
-/// A PNG of the code, `scale` pixels a module, with its quiet zone; `title` goes into the
-/// PNG's `Title` text (the trainee's name, for whoever opens the file).
+/// A PNG of the code, `scale` pixels a module, with its quiet zone, and `title` (the trainee's
+/// name) written under it, so whoever receives the picture sees whose kit it is; `title` also
+/// goes into the PNG's `Title` text.
 pub fn png(code: &QrCode, scale: usize, title: &str) -> Result<Vec<u8>, String> {
     let modules = code.width();
     let colors = code.to_colors();
     let side = (modules + 2 * QUIET_ZONE) * scale;
-    let mut pixels = vec![255u8; side * side];
+    let label = label_height(side, title);
+    let height = side + label;
+    let mut pixels = vec![255u8; side * height];
     for (i, color) in colors.iter().enumerate() {
         if *color == Color::Dark {
             let (mx, my) = (i % modules + QUIET_ZONE, i / modules + QUIET_ZONE);
@@ -44,9 +47,11 @@ pub fn png(code: &QrCode, scale: usize, title: &str) -> Result<Vec<u8>, String> 
             }
         }
     }
+    draw_label(&mut pixels[side * side..], side, title);
     let mut out = Vec::new();
-    let side32 = u32::try_from(side).map_err(|_| "the QR code is too large".to_owned())?;
-    let mut encoder = png::Encoder::new(&mut out, side32, side32);
+    let width32 = u32::try_from(side).map_err(|_| "the QR code is too large".to_owned())?;
+    let height32 = u32::try_from(height).map_err(|_| "the QR code is too large".to_owned())?;
+    let mut encoder = png::Encoder::new(&mut out, width32, height32);
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
     encoder
@@ -60,6 +65,49 @@ pub fn png(code: &QrCode, scale: usize, title: &str) -> Result<Vec<u8>, String> 
         .and_then(|()| writer.finish())
         .map_err(|e| format!("cannot write the PNG: {e}"))?;
     Ok(out)
+}
+
+/// Glyph scale of the label: as large as fits the picture's width, at most 4 (32 px letters).
+fn glyph_scale(width: usize, text: &str) -> usize {
+    let chars = text.chars().count().max(1);
+    (width / (chars * 8 + 8)).clamp(1, 4)
+}
+
+/// Height of the band under the code that holds the label (its letters and a margin).
+fn label_height(width: usize, text: &str) -> usize {
+    (8 + 4) * glyph_scale(width, text)
+}
+
+/// Writes `text` centred in `band` (`width` pixels a row), black on white, in an 8x8 bitmap
+/// font; a character the font lacks is drawn as `?`. Letters that do not fit are cut.
+fn draw_label(band: &mut [u8], width: usize, text: &str) {
+    use font8x8::UnicodeFonts;
+    let scale = glyph_scale(width, text);
+    let chars: Vec<char> = text.chars().collect();
+    let text_width = chars.len() * 8 * scale;
+    let left = width.saturating_sub(text_width) / 2;
+    let top = 2 * scale;
+    for (n, c) in chars.iter().enumerate() {
+        let glyph = font8x8::BASIC_FONTS
+            .get(*c)
+            .or_else(|| font8x8::BASIC_FONTS.get('?'))
+            .unwrap_or([0; 8]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) == 0 {
+                    continue;
+                }
+                let x0 = left + (n * 8 + col) * scale;
+                for dy in 0..scale {
+                    let y = top + row * scale + dy;
+                    let start = y * width + x0;
+                    if x0 + scale <= width && start + scale <= band.len() {
+                        band[start..start + scale].fill(0);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -98,5 +146,24 @@ mod tests {
         assert_eq!(pixels[0], 255);
         let finder = QUIET_ZONE * 4 * side + QUIET_ZONE * 4;
         assert_eq!(pixels[finder], 0);
+        // Under the code, a band with the name written in it.
+        let height = reader.info().height as usize;
+        assert!(height > side, "a label band under the code");
+        let band = &pixels[side * side..side * height];
+        let inked = band.iter().filter(|p| **p == 0).count();
+        assert!(inked > 50, "the name is drawn ({inked} dark pixels)");
+    }
+
+    #[test]
+    fn a_name_is_drawn_with_the_pixels_of_its_letters() {
+        let width = 200;
+        let mut one = vec![255u8; width * label_height(width, "a")];
+        draw_label(&mut one, width, "a");
+        let mut two = vec![255u8; width * label_height(width, "ab")];
+        draw_label(&mut two, width, "ab");
+        let ink = |band: &[u8]| band.iter().filter(|p| **p == 0).count();
+        assert!(ink(&one) > 0 && ink(&two) > ink(&one));
+        let mut long = vec![255u8; width * label_height(width, &"x".repeat(60))];
+        draw_label(&mut long, width, &"x".repeat(60)); // cut, never out of bounds
     }
 }
