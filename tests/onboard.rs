@@ -310,6 +310,20 @@ async fn a_kit_link_works_once_and_unknown_links_are_404() {
     let png = std::fs::read(kits.join("trainee-02.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
 
+    // The database holds the kits sealed: no gateway key in the clear.
+    let blobs: Vec<Vec<u8>> = gw
+        .db()
+        .prepare("SELECT kit_zip FROM onboard_links")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(blobs.len(), 3);
+    for blob in &blobs {
+        assert!(!blob.windows(4).any(|w| w == b"exo_"), "a key in the clear");
+    }
+
     // No gateway key: the link is the credential.
     let r = bare_client().get(&links[0]).send().await.unwrap();
     assert_eq!(r.status(), 200);

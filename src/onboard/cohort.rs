@@ -97,13 +97,14 @@ pub fn issue(
             user,
         })?;
         let token = link::new_token();
+        let sealed = link::seal_kit(&token, &zip)?;
         store::insert_link(
             &tx,
             &store::NewLink {
                 token_hash: &link::token_hash(&token),
                 user,
                 key_id: &minted.id,
-                kit_zip: &zip,
+                kit_zip: &sealed,
                 created_ms: now_ms,
                 expires_ms,
             },

@@ -4,7 +4,14 @@
 //! only its SHA-256 hash is stored. Guessing is hopeless (2²⁵⁶ tokens for a few dozen live
 //! links), so unknown tokens need no lock-out to be safe; the proxy still counts them as failed
 //! authentications of the address, which slows down anyone who tries.
+//!
+//! A kit holds its trainee's gateway key in the clear, and the gateway must serve it later, so
+//! it is stored sealed (ChaCha20-Poly1305) under a key derived from the token: the database
+//! holds neither the token nor anything that opens the kit without it.
 
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::local_http;
@@ -38,6 +45,38 @@ pub fn is_well_formed(token: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// The key that seals a kit: derived from the token, and different from its stored hash.
+fn kit_cipher(token: &str) -> ChaCha20Poly1305 {
+    let mut hasher = Sha256::new();
+    hasher.update(b"exoclaw kit seal\0");
+    hasher.update(token.as_bytes());
+    ChaCha20Poly1305::new(Key::from_slice(&hasher.finalize()))
+}
+
+/// Seals `zip` for storage: a random nonce, then the ciphertext and its tag.
+pub fn seal_kit(token: &str, zip: &[u8]) -> Result<Vec<u8>, String> {
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let sealed = kit_cipher(token)
+        .encrypt(Nonce::from_slice(&nonce), zip)
+        .map_err(|_| "cannot seal the kit".to_owned())?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens a kit sealed by `seal_kit` with the same token; `None` for any other token or a
+/// damaged blob.
+pub fn open_kit(token: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < 12 {
+        return None;
+    }
+    let (nonce, ciphertext) = sealed.split_at(12);
+    kit_cipher(token)
+        .decrypt(Nonce::from_slice(nonce), ciphertext)
+        .ok()
+}
+
 /// The download link of `token` on the gateway at `base_url`.
 pub fn url(base_url: &str, token: &str) -> String {
     format!("{}{PATH_PREFIX}{token}", base_url.trim_end_matches('/'))
@@ -57,6 +96,20 @@ mod tests {
         assert!(!is_well_formed(&token.to_uppercase()));
         assert!(!is_well_formed(&token[1..]));
         assert!(!is_well_formed("../../etc/passwd"));
+    }
+
+    #[test]
+    fn a_sealed_kit_opens_only_with_its_token() {
+        let token = new_token();
+        let zip = b"PK\x03\x04 EXOCLAW_GATEWAY_KEY=exo_0123456789abcdef0123";
+        let sealed = seal_kit(&token, zip).unwrap();
+        assert!(
+            !sealed.windows(4).any(|w| w == b"exo_"),
+            "no key in the clear"
+        );
+        assert_eq!(open_kit(&token, &sealed).as_deref(), Some(&zip[..]));
+        assert_eq!(open_kit(&new_token(), &sealed), None);
+        assert_eq!(open_kit(&token, &sealed[..10]), None);
     }
 
     #[test]

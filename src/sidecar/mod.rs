@@ -144,9 +144,17 @@ impl SidecarApp {
             onboard::store::claim(&mut conn, &token_hash, now).map_err(|e| e.to_string())
         })
         .await?;
-        if let onboard::store::Claim::Kit { user, .. } = &claim {
-            tracing::info!(%user, "kit downloaded");
-        }
+        let claim = match claim {
+            onboard::store::Claim::Kit { user, zip: sealed } => {
+                let Some(zip) = link::open_kit(token, &sealed) else {
+                    tracing::error!(%user, "a kit could not be opened with its own link");
+                    return Err(ApiError::internal());
+                };
+                tracing::info!(%user, "kit downloaded");
+                onboard::store::Claim::Kit { user, zip }
+            }
+            other => other,
+        };
         Ok(download::response(claim))
     }
 
