@@ -432,16 +432,28 @@ async fn a_kit_link_works_once_and_unknown_links_are_404() {
         "unknown links never ran into the failed-auth guard"
     );
 
-    // A link's token is a credential: neither the log nor the ledger ever shows one.
-    let rows: i64 = gw
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM requests WHERE endpoint LIKE '/onboard/%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(rows > 0, "kit downloads are in the ledger");
+    // A link's token is a credential: neither the log nor the ledger ever shows one. (Wait for
+    // the writers first, so an absence means something.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows: i64 = gw
+            .db()
+            .query_row(
+                "SELECT COUNT(*) FROM requests WHERE endpoint LIKE '/onboard/%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if rows >= 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kit downloads are in the ledger ({rows} rows)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    gw.wait_for_log_line("path=/onboard/…").await;
     let log = gw.log();
     for link in &links {
         let token = link.rsplit('/').next().unwrap();

@@ -79,11 +79,19 @@ enum DotSegment {
 }
 
 fn dot_segment(segment: &str) -> Option<DotSegment> {
-    let lower = segment.to_ascii_lowercase();
-    match lower.as_str() {
-        "." | "%2e" => Some(DotSegment::Current),
-        ".." | ".%2e" | "%2e." | "%2e%2e" => Some(DotSegment::Parent),
-        _ => None,
+    const CURRENT: [&str; 2] = [".", "%2e"];
+    const PARENT: [&str; 4] = ["..", ".%2e", "%2e.", "%2e%2e"];
+    // Most segments are longer than any dot segment: no comparison, no allocation.
+    if segment.len() > 6 || !segment.starts_with(['.', '%']) {
+        return None;
+    }
+    let is = |forms: &[&str]| forms.iter().any(|f| f.eq_ignore_ascii_case(segment));
+    if is(&CURRENT) {
+        Some(DotSegment::Current)
+    } else if is(&PARENT) {
+        Some(DotSegment::Parent)
+    } else {
+        None
     }
 }
 
