@@ -18,7 +18,7 @@ pub struct Month(i64);
 
 impl Month {
     pub fn of_unix_ms(ms: u64) -> Month {
-        let (year, month, _) = civil_from_days((ms / 86_400_000) as i64);
+        let (year, month, _) = crate::clock::civil_from_days((ms / 86_400_000) as i64);
         Month(year * 12 + (month as i64 - 1))
     }
 
@@ -43,20 +43,6 @@ impl Month {
     pub fn next_start_label(self) -> String {
         format!("{}-01", Month(self.0 + 1).label())
     }
-}
-
-/// Days since 1970-01-01 → (year, month 1–12, day 1–31), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
