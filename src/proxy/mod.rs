@@ -315,15 +315,10 @@ impl ProxyHttp for Gateway {
 
         if ctx.route == Route::Webhook {
             // The sender (Stripe) proves itself with its signature, checked by the sidecar.
-            ctx.identity = Some(Identity {
-                user: "webhook".to_owned(),
-                key: None,
-                authorization_holds_gateway_key: false,
-            });
+            ctx.identity = Some(Identity::without_key("webhook"));
             return Ok(false);
         }
         let now = ctx.arrived_ms;
-        let ip = client_ip(session);
         if self.auth_failures.is_blocked(ip, now) {
             let retry = self.auth_failures.retry_after_secs(ip, now);
             return reject(session, ctx, ApiError::too_many_failed_logins(retry)).await;
@@ -331,11 +326,7 @@ impl ProxyHttp for Gateway {
         if ctx.route == Route::Onboard {
             // A kit link is its own credential; an unknown one counts as a failed
             // authentication (in `response_filter`), so guessing runs into the guard above.
-            ctx.identity = Some(Identity {
-                user: crate::onboard::link::DOWNLOADER.to_owned(),
-                key: None,
-                authorization_holds_gateway_key: false,
-            });
+            ctx.identity = Some(Identity::without_key(crate::onboard::link::DOWNLOADER));
             return Ok(false);
         }
         let identity = match auth::authenticate(
