@@ -39,6 +39,7 @@ fn realistic_rows(count: usize, first: usize) -> Vec<RequestRecord> {
                 streamed: n % 3 == 0,
                 tokens_reported: !limited,
                 error_type: limited.then(|| "rate_limit_exceeded".into()),
+                run_id: None,
             }
         })
         .collect()

@@ -14,6 +14,9 @@ pub enum ErrorKind {
     Authentication,
     InsufficientQuota,
     NotFound,
+    /// The request clashes with the current state (an idempotency key reused, a run that
+    /// already ended) (409).
+    Conflict,
     RequestTooLarge,
     /// The request head took too long to arrive (408).
     RequestTimeout,
@@ -35,6 +38,7 @@ impl ErrorKind {
             ErrorKind::Authentication => 401,
             ErrorKind::InsufficientQuota => 402,
             ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
             ErrorKind::RequestTooLarge => 413,
             ErrorKind::RequestTimeout => 408,
             ErrorKind::HeadTooLarge => 431,
@@ -54,6 +58,7 @@ impl ErrorKind {
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::InsufficientQuota => "insufficient_quota",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::RequestTooLarge | ErrorKind::HeadTooLarge => "request_too_large",
             ErrorKind::RequestTimeout => "invalid_request_error",
             ErrorKind::RateLimited => "rate_limit_exceeded",

@@ -78,6 +78,20 @@ enum Command {
         #[command(flatten)]
         kits: OnboardArgs,
     },
+    /// The agent run queue: list, show, cancel, or queue a failed run again.
+    Runs {
+        #[arg(long, default_value = "conf/exoclaw.yaml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Tenants (customers' projects): list them, pin one to a pool (a dedicated node).
+    Tenants {
+        #[arg(long, default_value = "conf/exoclaw.yaml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
     /// Validate a config file and exit (non-zero, naming the key, when it is invalid).
     Check {
         #[arg(long, default_value = "conf/exoclaw.yaml")]
@@ -132,6 +146,47 @@ enum KeysCommand {
     },
     /// Disable a key by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first, with the count of runs by status.
+    List {
+        /// Only runs in this status (queued, running, succeeded, failed, canceled, dead).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run, as JSON.
+    Show { id: String },
+    /// Cancel a queued run, or stop a running one.
+    Cancel { id: String },
+    /// Queue a failed, dead or canceled run again, with its attempts starting over.
+    Retry { id: String },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Every tenant: id, owner, pinned pool, name.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the tenant's new runs to this pool (for example a pool of one dedicated node).
+    Pin {
+        id: String,
+        #[arg(long)]
+        pool: String,
+    },
+    /// Send the tenant's new runs to its owner's tier's pool again.
+    Unpin { id: String },
 }
 
 #[derive(clap::Args)]
@@ -274,6 +329,42 @@ fn main() -> ExitCode {
                 }
                 KeysCommand::List { json } => exoclaw::cli::keys_list(&config, json),
                 KeysCommand::Revoke { id } => exoclaw::cli::keys_revoke(&config, &id),
+            }),
+        Command::Runs { config, command } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                use exoclaw::cli::runs;
+                match command {
+                    RunsCommand::List {
+                        status,
+                        tenant,
+                        owner,
+                        limit,
+                        json,
+                    } => runs::runs_list(
+                        &config,
+                        status.as_deref(),
+                        tenant.as_deref(),
+                        owner.as_deref(),
+                        limit,
+                        json,
+                    ),
+                    RunsCommand::Show { id } => runs::runs_show(&config, &id),
+                    RunsCommand::Cancel { id } => runs::runs_cancel(&config, &id),
+                    RunsCommand::Retry { id } => runs::runs_retry(&config, &id),
+                }
+            }),
+        Command::Tenants { config, command } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                use exoclaw::cli::runs;
+                match command {
+                    TenantsCommand::List { json } => runs::tenants_list(&config, json),
+                    TenantsCommand::Pin { id, pool } => {
+                        runs::tenants_pin(&config, &id, Some(&pool))
+                    }
+                    TenantsCommand::Unpin { id } => runs::tenants_pin(&config, &id, None),
+                }
             }),
         Command::Demo { listen, keep } => {
             exoclaw::demo::run(exoclaw::demo::DemoOptions { listen, keep })

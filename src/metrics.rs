@@ -17,6 +17,10 @@ use crate::state::Snapshot;
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
+/// A run's life: from a second (a quick answer) to hours (backoff, long agents).
+const RUN_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0,
+];
 /// The gateway's own time: microseconds to a few hundred milliseconds.
 const OVERHEAD_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -45,6 +49,16 @@ pub struct Metrics {
     ledger_dropped: IntGauge,
     log_dropped: IntGauge,
     ledger_write_errors: IntGauge,
+    /// Agent runs by status, refreshed by the run workers from the queue.
+    pub runs: IntGaugeVec,
+    /// Runs waiting to be claimed.
+    pub run_queue_depth: IntGauge,
+    /// Runs that reached a final state, by that state (`dead`: attempts spent).
+    pub runs_finished: IntCounterVec,
+    /// Time from a run's acceptance to its final state.
+    pub run_duration: HistogramVec,
+    /// Attempts a run took, counted when it finished.
+    pub run_attempts: Histogram,
 }
 
 impl Metrics {
@@ -202,6 +216,31 @@ impl Metrics {
             ledger_write_errors: single_gauge(
                 "exoclaw_ledger_write_errors",
                 "Failed ledger write attempts (each retried) since start.",
+            ),
+            runs: gauge(
+                "exoclaw_runs",
+                "Agent runs in the queue's store, by status.",
+                &["status"],
+            ),
+            run_queue_depth: single_gauge(
+                "exoclaw_run_queue_depth",
+                "Agent runs queued and not yet claimed by a worker.",
+            ),
+            runs_finished: counter(
+                "exoclaw_runs_finished_total",
+                "Agent runs that reached a final state, by state (dead: every attempt failed).",
+                &["status"],
+            ),
+            run_duration: histogram_vec(
+                "exoclaw_run_duration_seconds",
+                "Time from a run's acceptance to its final state.",
+                &["status"],
+                RUN_BUCKETS,
+            ),
+            run_attempts: histogram(
+                "exoclaw_run_attempts",
+                "Attempts a finished run took.",
+                &[1.0, 2.0, 3.0, 5.0, 10.0, 20.0],
             ),
             registry,
         }

@@ -24,17 +24,23 @@ use crate::billing::Billing;
 use crate::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::ledger;
+use crate::ledger::connection::SharedConnection;
 use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::writer::{LedgerSettings, LedgerWriter};
 use crate::limits::{AuthFailureGuard, RateLimiter};
-use crate::local_http;
 use crate::logging;
 use crate::metrics::Metrics;
 use crate::proxy::connection::Guarded;
 use crate::proxy::drain::Draining;
 use crate::proxy::Gateway;
 use crate::reload::ConfigWatcher;
-use crate::sidecar::SidecarApp;
+use crate::runs::artifacts::Artifacts;
+use crate::runs::node_call::NodeClient;
+use crate::runs::queue::{RunQueue, SqliteQueue};
+use crate::runs::worker::RunWorkers;
+use crate::runs::RunService;
+use crate::sidecar::serve::AxumApp;
+use crate::sidecar::{self, Sidecar};
 use crate::state::{self, LiveSnapshot};
 use crate::upstream::health::HealthChecker;
 
@@ -177,7 +183,12 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         },
         clock.clone(),
     )?);
-    let sidecar_secret: Arc<str> = Arc::from(local_http::new_secret());
+    // Derived from the data directory's key file: the same in an upgrade's old and new
+    // process, so the old process's run workers still reach the new process's proxy.
+    let sidecar_secret: Arc<str> = Arc::from(ip_hasher.derive_secret("internal"));
+    let queue: Arc<dyn RunQueue> = Arc::new(SqliteQueue::open(&config.database)?);
+    let artifacts = Artifacts::local(&config.artifacts.dir)?;
+    let runs = Arc::new(RunService::new(queue, artifacts, clock.clone()));
 
     let gateway = Gateway {
         live: live.clone(),
@@ -187,7 +198,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         clock: clock.clone(),
         sidecar_secret: sidecar_secret.clone(),
         ledger: ledger.clone(),
-        ip_hasher,
+        ip_hasher: ip_hasher.clone(),
         billing: billing.clone(),
         connector: pingora::connectors::http::Connector::new(None),
         metrics: metrics.clone(),
@@ -206,32 +217,36 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     proxy.add_tcp(&config.server.listen.to_string());
     server.add_service(proxy).add_dependency(&bootstrap);
 
+    let control_plane = Arc::new(Sidecar {
+        credentials: credentials.clone(),
+        billing: billing.clone(),
+        live: live.clone(),
+        clock: clock.clone(),
+        internal_secret: sidecar_secret.clone(),
+        stripe_secret,
+        metrics: metrics.clone(),
+        db: Arc::new(SharedConnection::new(&config.database)),
+        runs: runs.clone(),
+    });
     let mut sidecar = Service::new(
         "sidecar".to_owned(),
-        SidecarApp::new(
-            credentials.clone(),
-            billing.clone(),
-            live.clone(),
-            clock.clone(),
-            sidecar_secret,
-            stripe_secret,
-            metrics.clone(),
-        ),
+        AxumApp::new(sidecar::router(control_plane)),
     );
     sidecar.add_tcp(&config.server.sidecar_listen.to_string());
     server.add_service(sidecar).add_dependency(&bootstrap);
 
     let mut admin = Service::new(
         "admin".to_owned(),
-        AdminApp::new(
-            credentials.clone(),
-            live.clone(),
-            ledger.clone(),
-            clock.clone(),
-            metrics.clone(),
-            admin_token,
+        AdminApp {
+            credentials: credentials.clone(),
+            live: live.clone(),
+            ledger: ledger.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            token: admin_token,
             manual_clock,
-        ),
+            runs: runs.clone(),
+        },
     );
     admin.add_tcp(&config.server.admin_listen.to_string());
     server.add_service(admin).add_dependency(&bootstrap);
@@ -265,6 +280,18 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             ),
         ));
     }
+    server.add_service(background_service(
+        "run workers",
+        RunWorkers::new(
+            runs,
+            live.clone(),
+            billing.clone(),
+            NodeClient::new(config.server.listen, sidecar_secret)?,
+            metrics.clone(),
+            clock.clone(),
+            config.server.grace_period,
+        ),
+    ));
     server.add_service(background_service(
         "node health checks",
         HealthChecker::new(live.clone()),

@@ -167,6 +167,44 @@ fn every_number_has_an_upper_bound_named_in_the_refusal() {
             "pools.openclaw.health_check.interval",
             "at most 1d",
         ),
+        (
+            plain
+                .clone()
+                .top("auth: { require_key: false }\nruns: { workers: 1000000 }\n"),
+            "runs.workers",
+            "at most 1000",
+        ),
+        (
+            plain.clone().top(
+                "auth: { require_key: false }\n\
+                 tiers: { workshop: { requests_per_minute: 5, max_tenants: 100000000000 } }\n",
+            ),
+            "tiers.workshop.max_tenants",
+            "at most 10000000000",
+        ),
+        (
+            plain.clone().top(
+                "auth: { require_key: false }\n\
+                 templates: { t: { name: T, agent: main, instructions: hi, max_attempts: 1000 } }\n",
+            ),
+            "templates.t.max_attempts",
+            "at most 20",
+        ),
+        (
+            plain.clone().top(
+                "auth: { require_key: false }\n\
+                 templates: { t: { name: T, agent: main, instructions: hi, timeout: 3650d } }\n",
+            ),
+            "templates.t.timeout",
+            "at most 1d",
+        ),
+        (
+            plain
+                .clone()
+                .top("auth: { require_key: false }\nartifacts: { retention: 36500d }\n"),
+            "artifacts.retention",
+            "at most",
+        ),
     ];
     for (setup, key, why) in &cases {
         refused(setup, key, why);

@@ -227,6 +227,9 @@ async fn forged_identity_headers_never_reach_the_node() {
         .header("x-forwarded-user", "admin")
         .header("x-codex-token", "oauth_stolen")
         .header("x-exoclaw-internal", "guess")
+        .header("x-exoclaw-run-user", "bob")
+        .header("x-exoclaw-run", "run_forged")
+        .header("x-exoclaw-run-session", "tenant/ten_x/run/run_forged")
         .header("x-gateway-key", &key)
         .header("authorization", "Bearer sk-alice-own-key")
         .json(&chat_body(false))
@@ -240,6 +243,12 @@ async fn forged_identity_headers_never_reach_the_node() {
     assert!(!seen.headers.contains_key("x-codex-token"));
     assert!(!seen.headers.contains_key("x-gateway-key"));
     assert!(!seen.headers.contains_key("x-exoclaw-internal"));
+    assert!(seen
+        .headers
+        .keys()
+        .all(|h| !h.as_str().starts_with("x-exoclaw-run")));
+    let session = seen.headers["x-openclaw-session-key"].to_str().unwrap();
+    assert!(session.starts_with("exoclaw:alice:"), "{session}");
     assert_eq!(seen.headers["authorization"], "Bearer sk-alice-own-key");
 }
 

@@ -9,11 +9,16 @@
 //! - `GET /admin/usage?since=5m` per-user usage from the ledger (what `exoclaw usage` shows)
 //! - `GET /admin/nodes` every node: pool, health, in-flight count, errors, ejections
 //! - `GET /admin/ledger` the ledger writer's queue depth, rows written, rows dropped
+//! - `GET /admin/runs?status=&owner=&tenant_id=&limit=&cursor=` the run queue, newest first;
+//!   `GET /admin/runs/{id}`, `POST /admin/runs/{id}/cancel`, `POST /admin/runs/{id}/retry`
+//!   (see `runs`)
 //! - `POST /admin/clock` `{"advance_ms": N}` or `{"set_ms": N}`: only when the process was
 //!   started with a manual clock (tests), absent otherwise
 //!
 //! Database work runs on blocking threads; the proxy's snapshots are refreshed before the
 //! response, so a revoked key is refused from the next request on.
+
+mod runs;
 
 use std::sync::Arc;
 
@@ -33,16 +38,20 @@ use crate::ledger::writer::LedgerWriter;
 use crate::local_http;
 use crate::metrics::Metrics;
 use crate::proxy::headers;
+use crate::runs::RunService;
 use crate::state::LiveSnapshot;
 
 pub struct AdminApp {
-    credentials: Arc<Credentials>,
-    live: LiveSnapshot,
-    ledger: Arc<LedgerWriter>,
-    clock: SharedClock,
-    metrics: Arc<Metrics>,
-    token: Option<String>,
-    manual_clock: Option<Arc<ManualClock>>,
+    pub credentials: Arc<Credentials>,
+    pub live: LiveSnapshot,
+    pub ledger: Arc<LedgerWriter>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    /// The admin bearer token, from `auth.admin_token_env` at start; None: the API is off.
+    pub token: Option<String>,
+    /// Present only under `--manual-clock` (tests): `POST /admin/clock` moves it.
+    pub manual_clock: Option<Arc<ManualClock>>,
+    pub runs: Arc<RunService>,
 }
 
 #[derive(Deserialize)]
@@ -60,26 +69,6 @@ struct ClockChange {
 }
 
 impl AdminApp {
-    pub fn new(
-        credentials: Arc<Credentials>,
-        live: LiveSnapshot,
-        ledger: Arc<LedgerWriter>,
-        clock: SharedClock,
-        metrics: Arc<Metrics>,
-        token: Option<String>,
-        manual_clock: Option<Arc<ManualClock>>,
-    ) -> AdminApp {
-        AdminApp {
-            credentials,
-            live,
-            ledger,
-            clock,
-            metrics,
-            token,
-            manual_clock,
-        }
-    }
-
     fn authorize(&self, session: &ServerSession) -> Result<(), ApiError> {
         let env = &self.live.load().config.auth.admin_token_env;
         let Some(expected) = self.token.as_deref() else {
@@ -136,6 +125,13 @@ impl AdminApp {
             }
             (Method::DELETE, p) if p.starts_with("/admin/keys/") => {
                 self.revoke_key(p["/admin/keys/".len()..].to_owned()).await
+            }
+            (Method::GET, "/admin/runs") => {
+                let query = session.req_header().uri.query().unwrap_or("").to_owned();
+                runs::list(&self.runs, &query).await
+            }
+            (method, p) if p.starts_with("/admin/runs/") => {
+                runs::one(&self.runs, method, &p["/admin/runs/".len()..]).await
             }
             (Method::POST, "/admin/clock") if self.manual_clock.is_some() => {
                 let body: ClockChange = local_http::read_json(session).await?;

@@ -55,6 +55,12 @@ impl PlanIndex {
         })
     }
 
+    /// The user had a subscription and it no longer entitles them to its tier (canceled,
+    /// unpaid, or past due beyond the grace period).
+    pub fn lapsed(&self, user: &str, now_secs: i64, grace_secs: i64) -> bool {
+        self.by_user.contains_key(user) && self.entitled_tier(user, now_secs, grace_secs).is_none()
+    }
+
     /// The status of the user's newest subscription (`none` without one).
     pub fn status(&self, user: &str) -> &str {
         self.by_user

@@ -39,6 +39,16 @@ impl Month {
             .then_some(Month(year * 12 + month - 1))
     }
 
+    /// Unix milliseconds at the month's first instant (UTC).
+    pub fn start_ms(self) -> u64 {
+        let days = crate::clock::days_from_civil(
+            self.0.div_euclid(12),
+            self.0.rem_euclid(12) as u32 + 1,
+            1,
+        );
+        u64::try_from(days).unwrap_or(0) * 86_400_000
+    }
+
     /// The first day of the next month, `YYYY-MM-01`.
     pub fn next_start_label(self) -> String {
         format!("{}-01", Month(self.0 + 1).label())

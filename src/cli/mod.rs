@@ -2,6 +2,8 @@
 //! work on the database named by the config file, so a running gateway picks their changes up
 //! within a second (see `auth::sync`).
 
+pub mod runs;
+
 use std::io::IsTerminal;
 use std::time::Duration;
 

@@ -19,6 +19,9 @@ pub struct ConfigFile {
     pub stripe: Option<StripeSection>,
     pub pools: BTreeMap<String, PoolSection>,
     pub routes: Option<Vec<RouteSection>>,
+    pub templates: Option<BTreeMap<String, TemplateSection>>,
+    pub runs: Option<RunsSection>,
+    pub artifacts: Option<ArtifactsSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +83,68 @@ pub struct TierSection {
     pub monthly_requests: Option<u64>,
     pub pool: Option<String>,
     pub priority: Option<u8>,
+    /// Tenants a user of this tier may own; absent: none (the agent service is opt-in).
+    pub max_tenants: Option<LimitValue>,
+    /// Agent runs a user may start per UTC month; absent: none.
+    pub runs_per_month: Option<LimitValue>,
+    /// A user's runs working at once; absent: 1.
+    pub max_concurrent_runs: Option<u32>,
+}
+
+/// A count, or `unlimited`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum LimitValue {
+    Count(u64),
+    Word(String),
+}
+
+/// An agent template, as operators define it (`templates.ID`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSection {
+    pub name: String,
+    pub description: Option<String>,
+    pub agent: String,
+    pub instructions: String,
+    pub inputs: Option<BTreeMap<String, TemplateInputSection>>,
+    pub tiers: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateInputSection {
+    pub required: Option<bool>,
+    pub max_len: Option<usize>,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub multiline: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsSection {
+    pub workers: Option<usize>,
+    pub lease: Option<String>,
+    pub poll_interval: Option<String>,
+    pub backoff: Option<BackoffSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSection {
+    pub base: Option<String>,
+    pub max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsSection {
+    pub dir: Option<String>,
+    pub retention: Option<String>,
+    pub prune_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 //! durations and sizes are reported with the path of the offending key
 //! (`pools.openclaw.nodes[0].addr: ...`). Nothing in the request path re-parses config.
 
+pub mod agents;
 pub mod bounds;
 pub mod file;
 mod text;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::codex::TokenCipher;
+pub use agents::{Artifacts, Limit, Runs, Template, TemplateInput};
 use bounds::{
     duration_within, within, MAX_CONNECT_ATTEMPTS, MAX_FAILED_AUTH_PER_MINUTE,
     MAX_HEALTH_THRESHOLD, MAX_INFLIGHT, MAX_INTERVAL, MAX_LEDGER_BATCH_SIZE,
@@ -78,6 +80,10 @@ pub struct Config {
     pub stripe: Stripe,
     pub pools: BTreeMap<String, Pool>,
     pub routes: Vec<RouteRule>,
+    /// Agent templates by id (`templates:`).
+    pub templates: BTreeMap<String, Template>,
+    pub runs: Runs,
+    pub artifacts: Artifacts,
 }
 
 impl Config {
@@ -129,8 +135,14 @@ pub struct Tier {
     pub monthly_requests: Option<u64>,
     /// The node pool this tier's requests go to.
     pub pool: String,
-    /// Admission priority when nodes are full: higher goes first.
+    /// Admission priority when nodes are full: higher goes first. Also orders queued runs.
     pub priority: u8,
+    /// Tenants a user may own.
+    pub max_tenants: Limit,
+    /// Agent runs a user may start per UTC calendar month.
+    pub runs_per_month: Limit,
+    /// A user's runs working at once.
+    pub max_concurrent_runs: u32,
 }
 
 /// Stripe webhooks and how their objects map to tiers.
@@ -470,6 +482,9 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         stripe,
         pools,
         routes,
+        templates,
+        runs,
+        artifacts,
     } = raw;
     let database = match database {
         Some(path) if path.trim().is_empty() => return Err(err("database", "must not be empty")),
@@ -490,6 +505,9 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     check_byok_travels_beside_node_tokens(&auth, &pools)?;
     let (tiers, default_tier) = validate_tiers(tiers, default_tier, &pools, &routes)?;
     let stripe = validate_stripe(stripe.unwrap_or_default(), &tiers)?;
+    let templates = agents::templates(templates, &tiers)?;
+    let runs = agents::runs(runs)?;
+    let artifacts = agents::artifacts(artifacts, &database)?;
     Ok(Config {
         server,
         database,
@@ -500,6 +518,9 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         stripe,
         pools,
         routes,
+        templates,
+        runs,
+        artifacts,
     })
 }
 
@@ -726,6 +747,9 @@ fn validate_tiers(
                 monthly_requests: None,
                 pool: None,
                 priority: None,
+                max_tenants: None,
+                runs_per_month: None,
+                max_concurrent_runs: None,
             },
         )])
     });
@@ -738,6 +762,9 @@ fn validate_tiers(
             monthly_requests,
             pool,
             priority,
+            max_tenants,
+            runs_per_month,
+            max_concurrent_runs,
         } = section;
         let requests_per_minute = within(
             &format!("{at}.requests_per_minute"),
@@ -776,6 +803,12 @@ fn validate_tiers(
             monthly_requests,
             pool,
             priority: priority.unwrap_or(0),
+            max_tenants: agents::limit(&format!("{at}.max_tenants"), max_tenants)?,
+            runs_per_month: agents::limit(&format!("{at}.runs_per_month"), runs_per_month)?,
+            max_concurrent_runs: agents::concurrent_runs(
+                &format!("{at}.max_concurrent_runs"),
+                max_concurrent_runs,
+            )?,
         };
         tiers.insert(name, tier);
     }

@@ -16,7 +16,8 @@
 //! Not for: creating the file and migrating the schema (`ledger::open`, which uses `connect`),
 //! or the ledger writer's batching policy (`writer`, which shortens the timeout and retries).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -41,6 +42,38 @@ pub fn connect(path: &Path) -> Result<Connection, String> {
 /// writes. Use it for every transaction that may write.
 pub fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+/// One connection shared by the control plane's blocking work, opened on first use (a
+/// connection opened before Pingora's daemon fork would not survive it). Its mutex is taken on
+/// a blocking thread and never held across an `.await`.
+pub struct SharedConnection {
+    path: PathBuf,
+    conn: Mutex<Option<Connection>>,
+}
+
+impl SharedConnection {
+    pub fn new(path: &Path) -> SharedConnection {
+        SharedConnection {
+            path: path.to_owned(),
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// Runs `work` with the connection (blocking: call it from a blocking thread).
+    pub fn with<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut slot = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            *slot = Some(connect(&self.path)?);
+        }
+        work(slot.as_mut().expect("opened above"))
+    }
 }
 
 #[cfg(test)]

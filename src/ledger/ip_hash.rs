@@ -50,6 +50,18 @@ impl IpHasher {
         }
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
+
+    /// A secret for `purpose`, derived from this process's key file: every process started on
+    /// the same data directory derives the same one. The gateway's internal secret (proxy →
+    /// sidecar, run worker → proxy) comes from here, so during a zero-downtime upgrade the old
+    /// process's run workers and the new process's proxy still recognise each other.
+    pub fn derive_secret(&self, purpose: &str) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(b"exoclaw derived secret\0");
+        mac.update(purpose.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {

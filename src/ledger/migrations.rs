@@ -28,6 +28,12 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "onboard",
         include_str!("../../migrations/0005_onboard.sql"),
     ),
+    (
+        6,
+        "tenants",
+        include_str!("../../migrations/0006_tenants.sql"),
+    ),
+    (7, "runs", include_str!("../../migrations/0007_runs.sql")),
 ];
 
 /// Applies the migrations not yet recorded; returns how many ran.

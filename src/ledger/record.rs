@@ -52,6 +52,8 @@ pub struct RequestRecord {
     pub tokens_reported: bool,
     /// The gateway's error type (`rate_limit_exceeded`, `upstream_timeout`, …); None on success.
     pub error_type: Option<String>,
+    /// The agent run this node call belongs to (a run worker's request); None for a client's.
+    pub run_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ pub(crate) fn row(user: &str, created_ms: u64, n: u64) -> RequestRecord {
         streamed: false,
         tokens_reported: true,
         error_type: None,
+        run_id: None,
     }
 }
 

@@ -595,9 +595,9 @@ impl WriterThread {
 const INSERT_ROW: &str = "
     INSERT INTO requests (user_id, endpoint, status, latency_ms, tokens_est, ip_hash, created_at,
                           request_id, method, model, node, prompt_tokens, completion_tokens,
-                          total_tokens, streamed, tokens_reported, error_type)
+                          total_tokens, streamed, tokens_reported, error_type, run_id)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, datetime(?7 / 1000, 'unixepoch'),
-            ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+            ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 /// Writes `batch` in one `write_transaction`: it takes the write lock up front, so a busy
 /// database fails here, before any row, and the whole batch is retried.
@@ -624,6 +624,7 @@ fn insert_batch(conn: &mut Connection, batch: &[RequestRecord]) -> rusqlite::Res
                 streamed,
                 tokens_reported,
                 error_type,
+                run_id,
             } = row;
             insert.execute(params![
                 user_id,
@@ -643,6 +644,7 @@ fn insert_batch(conn: &mut Connection, batch: &[RequestRecord]) -> rusqlite::Res
                 streamed,
                 tokens_reported,
                 error_type,
+                run_id,
             ])?;
         }
     }

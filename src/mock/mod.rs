@@ -17,7 +17,8 @@
 //! For tests it records every request it receives except probes (headers and body, exactly as
 //! the gateway forwarded them, refused ones included; `skip_recording` turns that off for long
 //! runs), can pace streamed events, and can hold a stream after its first event until the test
-//! releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms.
+//! releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms;
+//! `fail_next(n)` makes the next `n` API requests answer 500, like a node whose agent crashed.
 //! Dropping a `MockNode` closes its listener and every open connection, like a node dying.
 //! `start_tls` serves the same over TLS, for testing nodes reached with TLS and SNI.
 //! `standalone` runs it as its own process (`exoclaw mock-node`).
@@ -28,7 +29,7 @@ pub mod standalone;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -86,6 +87,8 @@ struct Shared {
     seen: Mutex<Vec<SeenRequest>>,
     ready: AtomicBool,
     sessions: SessionTurns,
+    /// API requests still to fail with a 500 (`fail_next`).
+    failures_left: AtomicU32,
 }
 
 /// The probe paths of an OpenClaw gateway: answered without auth, never in `seen()`.
@@ -147,6 +150,7 @@ impl MockNode {
             seen: Mutex::new(Vec::new()),
             ready: AtomicBool::new(true),
             sessions: SessionTurns::default(),
+            failures_left: AtomicU32::new(0),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone(), tls));
         MockNode { addr, shared, task }
@@ -184,6 +188,12 @@ impl MockNode {
     /// an OpenClaw node that is up but not ready to take turns.
     pub fn set_ready(&self, ready: bool) {
         self.shared.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Makes the next `n` API requests (not probes) answer 500 with an OpenAI-shaped error;
+    /// `u32::MAX` fails them all from now on, `0` stops failing.
+    pub fn fail_next(&self, n: u32) {
+        self.shared.failures_left.store(n, Ordering::SeqCst);
     }
 
     /// The turns the session `key` has had so far (0: none).
@@ -256,6 +266,22 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     }
     if let Some(refusal) = refuse_without_token(&parts.headers, shared.options.token.as_deref()) {
         return Ok(refusal);
+    }
+    let failing = shared
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| match left {
+            0 => None,
+            u32::MAX => Some(u32::MAX),
+            n => Some(n - 1),
+        })
+        .is_ok();
+    if failing {
+        return Ok(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the agent crashed (mock fault)",
+            "server_error",
+            Some("agent_crashed"),
+        ));
     }
     Ok(answer_api(&parts, &body, &shared))
 }

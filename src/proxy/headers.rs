@@ -45,14 +45,30 @@ pub const TIER: &str = "x-exoclaw-tier";
 /// Stripe's webhook signature.
 pub const STRIPE_SIGNATURE: &str = "stripe-signature";
 
+/// Run worker → proxy (with `INTERNAL_SECRET`): the run a node call belongs to.
+pub const RUN_ID: &str = "x-exoclaw-run";
+/// Run worker → proxy: the tenant's owner, on whose behalf the run calls the node.
+pub const RUN_USER: &str = "x-exoclaw-run-user";
+/// Run worker → proxy: the run's OpenClaw session name (namespaced by tenant).
+pub const RUN_SESSION: &str = "x-exoclaw-run-session";
+/// Run worker → proxy: the pool an operator pinned the tenant to.
+pub const RUN_POOL: &str = "x-exoclaw-run-pool";
+/// Run worker → proxy: the tier the run was accepted under (a key's comped tier counts).
+pub const RUN_TIER: &str = "x-exoclaw-run-tier";
+
 /// Headers a client may send but no node or sidecar may ever see from the client.
-pub const STRIPPED_FROM_CLIENT: [&str; 6] = [
+pub const STRIPPED_FROM_CLIENT: [&str; 11] = [
     FORWARDED_USER,
     CODEX_TOKEN,
     GATEWAY_KEY,
     INTERNAL_SECRET,
     AUTHENTICATED_BY,
     TIER,
+    RUN_ID,
+    RUN_USER,
+    RUN_SESSION,
+    RUN_POOL,
+    RUN_TIER,
 ];
 
 /// Longest request id or user id accepted from a client.

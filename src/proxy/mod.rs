@@ -17,6 +17,7 @@ mod prebuffered;
 pub mod respond;
 mod retry;
 pub mod route;
+pub mod run_caller;
 pub mod session;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -126,6 +127,8 @@ pub struct RequestCtx {
     accounting: Accounting,
     /// The error the gateway decided on itself, used in `fail_to_proxy` and logs.
     rejection: Option<ApiError>,
+    /// A run worker's node call (see `run_caller`): its run, session and pinned pool.
+    run: Option<run_caller::RunCall>,
 }
 
 impl RequestCtx {
@@ -190,6 +193,7 @@ impl RequestCtx {
                 .rejection
                 .as_ref()
                 .map(|r| r.kind.type_name().to_owned()),
+            run_id: ctx.run.as_ref().map(|run| run.run_id.clone()),
         }
     }
 
@@ -241,6 +245,7 @@ impl ProxyHttp for Gateway {
             request_body_bytes: 0,
             accounting: Accounting::default(),
             rejection: None,
+            run: None,
         }
     }
 
@@ -329,11 +334,23 @@ impl ProxyHttp for Gateway {
             ctx.identity = Some(Identity::without_key(crate::onboard::link::DOWNLOADER));
             return Ok(false);
         }
-        let identity = match auth::authenticate(
-            session.req_header(),
-            &config.auth,
-            &self.credentials.keys.load(),
-        ) {
+        let run_call = match ctx.route {
+            Route::Node => run_caller::from_request(session.req_header(), &self.sidecar_secret),
+            _ => None,
+        };
+        let authenticated = match run_call {
+            Some(Ok((identity, run))) => {
+                ctx.run = Some(run);
+                Ok(identity)
+            }
+            Some(Err(e)) => Err(e),
+            None => auth::authenticate(
+                session.req_header(),
+                &config.auth,
+                &self.credentials.keys.load(),
+            ),
+        };
+        let identity = match authenticated {
             Ok(identity) => identity,
             Err(e) => {
                 if e.kind == ErrorKind::Authentication {
@@ -350,22 +367,30 @@ impl ProxyHttp for Gateway {
             config,
             &self.billing.plans.load(),
             &identity.user,
-            identity.key.as_ref().and_then(|k| k.tier.as_deref()),
+            match &ctx.run {
+                Some(run) => run.tier.as_deref(),
+                None => identity.key.as_ref().and_then(|k| k.tier.as_deref()),
+            },
             now,
         );
         ctx.tier = tier_name.to_owned();
         ctx.tier_pool = tier.pool.clone();
         ctx.priority = tier.priority;
-        let rate = self
-            .rate_limiter
-            .check(&identity.user, tier.requests_per_minute, now);
-        ctx.rate = Some(rate);
         let user = identity.user.clone();
-        ctx.identity = Some(identity);
-        if !rate.allowed {
-            let retry = rate.retry_after_ms.div_ceil(1000).max(1);
-            return reject(session, ctx, ApiError::rate_limited(rate.limit, retry)).await;
+        // A run's node calls are paced by the run queue (workers, the tier's concurrent runs),
+        // not by the per-minute limit meant for clients; they count against the month's quota.
+        if ctx.run.is_none() {
+            let rate = self
+                .rate_limiter
+                .check(&identity.user, tier.requests_per_minute, now);
+            ctx.rate = Some(rate);
+            if !rate.allowed {
+                ctx.identity = Some(identity);
+                let retry = rate.retry_after_ms.div_ceil(1000).max(1);
+                return reject(session, ctx, ApiError::rate_limited(rate.limit, retry)).await;
+            }
         }
+        ctx.identity = Some(identity);
         if let (Route::Node, Some(limit)) = (ctx.route, tier.monthly_requests) {
             let quota = self.billing.quotas.check_and_count(&user, limit, now);
             if !quota.allowed {

@@ -59,10 +59,14 @@ impl Gateway {
         if let Some(body) = body.as_ref().filter(|_| snapshot.router.needs_model()) {
             ctx.model = routing::model_of(body);
         }
-        let pool = snapshot
-            .router
-            .pool_for(&ctx.path, ctx.model.as_deref(), &ctx.tier_pool)
-            .to_owned();
+        let pool = match ctx.run.as_ref().and_then(|run| run.pool.clone()) {
+            // An operator pinned the run's tenant (say, to its dedicated node).
+            Some(pinned) => pinned,
+            None => snapshot
+                .router
+                .pool_for(&ctx.path, ctx.model.as_deref(), &ctx.tier_pool)
+                .to_owned(),
+        };
         let mode = match snapshot.pools.get(&pool) {
             // Strangers without a name never share one session.
             _ if ctx.user() == auth::ANONYMOUS => SessionMode::PerRequest,
@@ -75,6 +79,10 @@ impl Gateway {
             .as_deref()
             .map_or(UserField::Absent, session::user_field);
         let sub_session = match mode {
+            // A run's session derives from its tenant and run, named by the worker.
+            SessionMode::PerUser if ctx.run.is_some() => {
+                ctx.run.as_ref().map(|r| r.session.clone())
+            }
             SessionMode::PerUser => {
                 let header = session.req_header().headers.get(headers::SESSION_ID);
                 match session::requested_sub_session(header.map(|v| v.as_bytes()), &user_field) {

@@ -210,6 +210,15 @@ impl Gateway {
         self.wait_ready().await;
     }
 
+    /// Kills the gateway with SIGKILL (no flush, no graceful stop: a crash) and starts it again
+    /// on the same config and database.
+    pub async fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL delivered");
+        self.child.wait().expect("the killed gateway is reaped");
+        self.child = spawn(self.dir.path(), &self.launch);
+        self.wait_ready().await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -1,0 +1,258 @@
+//! `/api/tenants` and `/api/templates`: a customer's projects, and the agent templates their
+//! tier may run.
+//!
+//! - `POST /api/tenants {name}` → 201; one past the tier's `max_tenants` → 402 naming the tier
+//!   and where to upgrade. `GET /api/tenants`, `GET/PATCH/DELETE /api/tenants/{id}`.
+//! - Another user's tenant answers 404, exactly like one that does not exist.
+//! - Deleting a tenant cancels its queued runs and stops its running ones.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::{self, Customer, Id, JsonBody};
+use super::Sidecar;
+use crate::api_error::{ApiError, ErrorKind};
+use crate::config::{Config, Template};
+use crate::tenants::{self, store, Tenant};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantBody {
+    name: String,
+}
+
+/// A tenant as its owner sees it.
+pub fn tenant_json(tenant: &Tenant, config: &Config, tier: &str) -> Value {
+    let (pool, pinned) = tenants::runtime_pool(config, tier, tenant);
+    json!({
+        "id": tenant.id,
+        "object": "tenant",
+        "name": tenant.name,
+        "created_ms": tenant.created_ms,
+        "updated_ms": tenant.updated_ms,
+        "runtime": { "pool": pool, "dedicated": pinned },
+    })
+}
+
+/// A template as a form needs it.
+pub fn template_json(id: &str, template: &Template) -> Value {
+    let inputs: Vec<Value> = template
+        .inputs
+        .iter()
+        .map(|(name, input)| {
+            json!({
+                "name": name,
+                "label": input.label,
+                "description": input.description,
+                "required": input.required,
+                "max_len": input.max_len,
+                "multiline": input.multiline,
+            })
+        })
+        .collect();
+    json!({
+        "id": id,
+        "object": "template",
+        "name": template.name,
+        "description": template.description,
+        "agent": template.agent,
+        "inputs": inputs,
+        "timeout_s": template.timeout.as_secs(),
+        "max_attempts": template.max_attempts,
+    })
+}
+
+/// `GET /api/templates`: those the caller's tier may use.
+pub async fn list_templates(
+    State(sidecar): State<Arc<Sidecar>>,
+    Customer(caller): Customer,
+) -> Response {
+    let snapshot = sidecar.live.load_full();
+    let config = &snapshot.config;
+    let (tier, _) = sidecar.tier_of(&caller, config);
+    let data: Vec<Value> = config
+        .templates
+        .iter()
+        .filter(|(_, t)| t.allows_tier(tier))
+        .map(|(id, t)| template_json(id, t))
+        .collect();
+    extract::json(200, json!({ "object": "list", "data": data }))
+}
+
+/// `POST /api/tenants`.
+pub async fn create(
+    State(sidecar): State<Arc<Sidecar>>,
+    Customer(caller): Customer,
+    JsonBody(body): JsonBody<TenantBody>,
+) -> Result<Response, ApiError> {
+    let name = tenants::clean_name(&body.name)
+        .map_err(|m| ApiError::invalid_request("invalid_name", m))?;
+    let snapshot = sidecar.live.load_full();
+    let config = &snapshot.config;
+    let (tier_name, tier) = sidecar.tier_of(&caller, config);
+    let max = tier.max_tenants.count();
+    let (id, owner, now) = (
+        tenants::new_id(),
+        caller.user.clone(),
+        sidecar.clock.now_ms(),
+    );
+    let created = sidecar
+        .with_db("tenants", move |conn| {
+            store::create(conn, &id, &owner, &name, max, now).map_err(|e| e.to_string())
+        })
+        .await?;
+    match created {
+        store::Created::Tenant(tenant) => {
+            tracing::info!(user = %caller.user, tenant = %tenant.id, "tenant created");
+            let mut response = extract::json(201, tenant_json(&tenant, config, tier_name));
+            if let Ok(location) = format!("/api/tenants/{}", tenant.id).parse() {
+                response
+                    .headers_mut()
+                    .insert(http::header::LOCATION, location);
+            }
+            Ok(response)
+        }
+        store::Created::OverLimit { used } => Err(over_limit(
+            "tenant_limit_reached",
+            format!(
+                "Your tier `{tier_name}` allows {} tenant(s) and you have {used}.",
+                max.unwrap_or(0)
+            ),
+            config,
+        )),
+    }
+}
+
+/// `GET /api/tenants`.
+pub async fn list(
+    State(sidecar): State<Arc<Sidecar>>,
+    Customer(caller): Customer,
+) -> Result<Response, ApiError> {
+    let owner = caller.user.clone();
+    let found = sidecar
+        .with_db("tenants", move |conn| {
+            store::list(conn, &owner).map_err(|e| e.to_string())
+        })
+        .await?;
+    let snapshot = sidecar.live.load_full();
+    let (tier, _) = sidecar.tier_of(&caller, &snapshot.config);
+    let data: Vec<Value> = found
+        .iter()
+        .map(|t| tenant_json(t, &snapshot.config, tier))
+        .collect();
+    Ok(extract::json(
+        200,
+        json!({ "object": "list", "data": data }),
+    ))
+}
+
+/// `GET /api/tenants/{id}`.
+pub async fn show(
+    State(sidecar): State<Arc<Sidecar>>,
+    Customer(caller): Customer,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let tenant = owned_tenant(&sidecar, &caller.user, &id).await?;
+    let snapshot = sidecar.live.load_full();
+    let (tier, _) = sidecar.tier_of(&caller, &snapshot.config);
+    Ok(extract::json(
+        200,
+        tenant_json(&tenant, &snapshot.config, tier),
+    ))
+}
+
+/// `PATCH /api/tenants/{id} {name}`.
+pub async fn rename(
+    State(sidecar): State<Arc<Sidecar>>,
+    Customer(caller): Customer,
+    Id(id): Id,
+    JsonBody(body): JsonBody<TenantBody>,
+) -> Result<Response, ApiError> {
+    let name = tenants::clean_name(&body.name)
+        .map_err(|m| ApiError::invalid_request("invalid_name", m))?;
+    if !tenants::is_id(&id) {
+        return Err(tenant_not_found(&id));
+    }
+    let (owner, now, tenant_id) = (caller.user.clone(), sidecar.clock.now_ms(), id.clone());
+    let renamed = sidecar
+        .with_db("tenants", move |conn| {
+            store::rename(conn, &tenant_id, &owner, &name, now).map_err(|e| e.to_string())
+        })
+        .await?
+        .ok_or_else(|| tenant_not_found(&id))?;
+    let snapshot = sidecar.live.load_full();
+    let (tier, _) = sidecar.tier_of(&caller, &snapshot.config);
+    Ok(extract::json(
+        200,
+        tenant_json(&renamed, &snapshot.config, tier),
+    ))
+}
+
+/// `DELETE /api/tenants/{id}`: its queued runs are canceled and its running ones stopped.
+pub async fn delete(
+    State(sidecar): State<Arc<Sidecar>>,
+    Customer(caller): Customer,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    if !tenants::is_id(&id) {
+        return Err(tenant_not_found(&id));
+    }
+    let (owner, now, tenant_id) = (caller.user.clone(), sidecar.clock.now_ms(), id.clone());
+    let deleted = sidecar
+        .with_db("tenants", move |conn| {
+            store::delete(conn, &tenant_id, &owner, now).map_err(|e| e.to_string())
+        })
+        .await?;
+    if !deleted {
+        return Err(tenant_not_found(&id));
+    }
+    let canceled = sidecar.runs.cancel_tenant(&id).await?;
+    tracing::info!(user = %caller.user, tenant = %id, canceled, "tenant deleted");
+    Ok(extract::json(
+        200,
+        json!({ "id": id, "object": "tenant", "deleted": true, "runs_canceled": canceled }),
+    ))
+}
+
+/// The caller's tenant `id`, or 404 (also when it is someone else's).
+pub async fn owned_tenant(sidecar: &Sidecar, owner: &str, id: &str) -> Result<Tenant, ApiError> {
+    if !tenants::is_id(id) {
+        return Err(tenant_not_found(id));
+    }
+    let (owner, tenant_id) = (owner.to_owned(), id.to_owned());
+    sidecar
+        .with_db("tenants", move |conn| {
+            store::get(conn, &tenant_id, Some(&owner)).map_err(|e| e.to_string())
+        })
+        .await?
+        .ok_or_else(|| tenant_not_found(id))
+}
+
+pub fn tenant_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::NotFound,
+        "tenant_not_found",
+        format!("You have no tenant `{}`.", shown(id)),
+    )
+}
+
+/// An id as an error message may show it: short and plain.
+pub fn shown(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect()
+}
+
+/// 402 for a tier limit, with where to upgrade.
+pub fn over_limit(code: &'static str, message: String, config: &Config) -> ApiError {
+    let message = match &config.stripe.upgrade_url {
+        Some(url) => format!("{message} Upgrade at {url}"),
+        None => format!("{message} Ask the operator for a higher tier."),
+    };
+    ApiError::new(ErrorKind::InsufficientQuota, code, message)
+}
