@@ -99,6 +99,11 @@ impl Customer {
         self.request(reqwest::Method::GET, path)
     }
 
+    /// `GET path`, as JSON.
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::POST, path)
     }
@@ -234,14 +239,7 @@ async fn a_run_goes_from_queued_to_succeeded_with_its_artifacts_and_a_ledger_row
     assert_eq!(call.headers["authorization"], PROVIDER_KEY_HEADER);
 
     // Artifacts: the text, and the node's whole answer.
-    let listed: Value = ana
-        .get(&format!("/api/runs/{id}/artifacts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = ana.get_json(&format!("/api/runs/{id}/artifacts")).await;
     let names: Vec<&str> = listed["data"]
         .as_array()
         .unwrap()
@@ -481,14 +479,7 @@ async fn runs_interrupted_by_kill_9_finish_after_restart_and_none_twice() {
         assert_eq!(run["attempts"], 2, "{run}");
         assert_eq!(run["byok"], false);
         assert_eq!(node_calls(&node, id), 2, "one call per attempt");
-        let listed: Value = bo
-            .get(&format!("/api/runs/{id}/artifacts"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let listed: Value = bo.get_json(&format!("/api/runs/{id}/artifacts")).await;
         assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -530,14 +521,7 @@ async fn an_idempotency_key_returns_the_same_run_and_refuses_a_different_one() {
 
     ana.wait_status(first["id"].as_str().unwrap(), "succeeded")
         .await;
-    let listed: Value = ana
-        .get(&format!("/api/runs?tenant_id={tenant}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = ana.get_json(&format!("/api/runs?tenant_id={tenant}")).await;
     assert_eq!(
         listed["data"].as_array().unwrap().len(),
         1,
@@ -669,23 +653,9 @@ async fn tier_limits_answer_402_with_the_tier_and_the_upgrade_link() {
     assert_eq!(error_field(run, "code").await, "runs_not_in_tier");
 
     // A template limited to tier2, and input that does not fit the template.
-    let ana_tenant: Value = ana
-        .get("/api/tenants")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ana_tenant: Value = ana.get_json("/api/tenants").await;
     let ana_tenant = ana_tenant["data"][0]["id"].as_str().unwrap().to_owned();
-    let templates: Value = ana
-        .get("/api/templates")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let templates: Value = ana.get_json("/api/templates").await;
     let ids: Vec<&str> = templates["data"]
         .as_array()
         .unwrap()
@@ -810,14 +780,7 @@ async fn another_users_tenant_run_and_artifacts_answer_404() {
         assert_eq!(response.status(), 404, "{url}");
         assert_eq!(error_type(response).await, "not_found", "{url}");
     }
-    let eves: Value = eve
-        .get("/api/runs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let eves: Value = eve.get_json("/api/runs").await;
     assert!(eves["data"].as_array().unwrap().is_empty());
     assert_eq!(ana.run(&id).await["status"], "succeeded", "untouched");
     // A path that tries to climb out of the run's artifacts is not found either.
@@ -929,14 +892,7 @@ async fn tenants_are_created_renamed_listed_and_deleted_with_their_runs() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 404);
-    let listed: Value = bo
-        .get("/api/tenants")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = bo.get_json("/api/tenants").await;
     assert!(listed["data"].as_array().unwrap().is_empty());
 
     // An operator pins a tenant to another pool: its runs go there.
@@ -949,13 +905,66 @@ async fn tenants_are_created_renamed_listed_and_deleted_with_their_runs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let shown: Value = bo
-        .get(&format!("/api/tenants/{pinned}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = bo.get_json(&format!("/api/tenants/{pinned}")).await;
     assert_eq!(shown["runtime"]["dedicated"], true);
+}
+
+#[tokio::test]
+async fn a_graceful_stop_puts_an_unfinished_run_back_without_counting_the_attempt() {
+    let (node, gate) = holding_node().await;
+    let mut gw = gateway_with(&node, &codex_top()).await;
+    let bo = Customer::new(&gw, "bo", "tier1").await;
+    bo.store_codex_token().await;
+    let tenant = bo.tenant("Acme").await;
+    let id = bo.submit(&tenant, "long job").await;
+    bo.wait_status(&id, "running").await;
+    // The node never answers within the grace period (1 s in these tests).
+    gw.restart().await;
+    assert!(
+        gw.log()
+            .contains("putting unfinished runs back in the queue"),
+        "{}",
+        gw.log()
+    );
+    gate.add_permits(100);
+    let run = bo.wait_status(&id, "succeeded").await;
+    assert_eq!(
+        run["attempts"], 1,
+        "the interrupted attempt does not count: {run}"
+    );
+    assert_eq!(node_calls(&node, &id), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_lets_a_running_run_finish_within_the_grace_period() {
+    let (node, gate) = holding_node().await;
+    let mut gw = gateway_with(&node, &codex_top()).await;
+    let bo = Customer::new(&gw, "bo", "tier1").await;
+    bo.store_codex_token().await;
+    let tenant = bo.tenant("Acme").await;
+    let id = bo.submit(&tenant, "short job").await;
+    bo.wait_status(&id, "running").await;
+    wait_until_node_saw(&node, &id).await;
+    // The node answers 300 ms into the stop, well within the grace period (1 s).
+    let releaser = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gate.add_permits(1);
+    });
+    let status = tokio::task::block_in_place(|| gw.terminate());
+    releaser.await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        gw.log().contains("running runs get the grace period"),
+        "{}",
+        gw.log()
+    );
+    let (state, attempts): (String, i64) = gw
+        .db()
+        .query_row(
+            "SELECT status, attempts FROM runs WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("succeeded", 1), "{}", gw.log());
 }

@@ -101,6 +101,15 @@ pub struct Billing {
 }
 
 impl Billing {
+    /// The user had a subscription that no longer entitles them (canceled, unpaid, or past due
+    /// beyond `stripe.past_due_grace`): nothing new may start for them.
+    pub fn lapsed(&self, config: &Config, user: &str, now_ms: u64) -> bool {
+        let grace = config.stripe.past_due_grace.as_secs() as i64;
+        self.plans
+            .load()
+            .lapsed(user, (now_ms / 1000) as i64, grace)
+    }
+
     /// Loads subscriptions and this month's counts. Blocking: start-up only.
     pub fn load(conn: &Connection, now_ms: u64) -> rusqlite::Result<Arc<Billing>> {
         let billing = Billing::default();

@@ -65,6 +65,19 @@ pub fn run_json(run: &Run, now_ms: u64) -> Value {
     })
 }
 
+/// The status event that tells watchers where `run` is now.
+pub fn status_event(run: &Run, at_ms: u64) -> RunEvent {
+    RunEvent::Status {
+        status: run.status.as_str().to_owned(),
+        attempt: run.attempts,
+        error: run.last_error.as_ref().map(|e| EventError {
+            code: e.code.clone(),
+            message: e.message.clone(),
+        }),
+        at_ms,
+    }
+}
+
 /// What a running run's worker is told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -156,16 +169,7 @@ impl RunService {
 
     /// Announces a run's current status to its watchers.
     pub fn announce(&self, run: &Run) {
-        let error = run.last_error.as_ref().map(|e| EventError {
-            code: e.code.clone(),
-            message: e.message.clone(),
-        });
-        let event = RunEvent::Status {
-            status: run.status.as_str().to_owned(),
-            attempt: run.attempts,
-            error,
-            at_ms: self.clock.now_ms(),
-        };
+        let event = status_event(run, self.clock.now_ms());
         self.events.status(&run.id, event, run.status.is_terminal());
     }
 

@@ -146,8 +146,8 @@ impl Inner {
             running = tasks.len(),
             "run workers stopping: running runs get the grace period to finish"
         );
-        // Leave a moment at the end of the grace period to put the rest back.
-        let finish_within = self.grace.saturating_sub(Duration::from_secs(2));
+        // Leave the last quarter of the grace period to put the rest back.
+        let finish_within = self.grace.mul_f64(0.75);
         let all_done = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(finish_within, all_done).await.is_ok() {
             return;
@@ -309,13 +309,7 @@ impl Inner {
     ) -> Attempt {
         let config = self.live.load_full().config.clone();
         let now = self.clock.now_ms();
-        let grace = config.stripe.past_due_grace.as_secs() as i64;
-        if self
-            .billing
-            .plans
-            .load()
-            .lapsed(&run.owner, (now / 1000) as i64, grace)
-        {
+        if self.billing.lapsed(&config, &run.owner, now) {
             let message = match &config.stripe.upgrade_url {
                 Some(url) => format!("The subscription of this tenant's owner is no longer active; renew it at {url}."),
                 None => "The subscription of this tenant's owner is no longer active.".to_owned(),

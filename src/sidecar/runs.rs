@@ -37,7 +37,7 @@ use crate::runs::events::RunEvent;
 use crate::runs::queue::{
     self, CancelOutcome, Enqueued, MonthlyLimit, NewRun, Run, RunFilter, RunStatus,
 };
-use crate::runs::{artifacts, run_json, template};
+use crate::runs::{self, artifacts, run_json, template};
 
 /// How often a watcher re-reads its run, to see changes made by another process.
 const WATCH_RECHECK: Duration = Duration::from_secs(3);
@@ -96,13 +96,7 @@ pub async fn submit(
             ),
         });
     };
-    let grace = config.stripe.past_due_grace.as_secs() as i64;
-    if sidecar
-        .billing
-        .plans
-        .load()
-        .lapsed(&caller.user, (now / 1000) as i64, grace)
-    {
+    if sidecar.billing.lapsed(config, &caller.user, now) {
         return Err(over_limit(
             "subscription_inactive",
             "Your subscription is no longer active, so no run can start.".to_owned(),
@@ -352,19 +346,7 @@ pub async fn events(
 }
 
 fn status_event(run: &Run, at_ms: u64) -> Event {
-    let event = RunEvent::Status {
-        status: run.status.as_str().to_owned(),
-        attempt: run.attempts,
-        error: run
-            .last_error
-            .as_ref()
-            .map(|e| crate::runs::events::EventError {
-                code: e.code.clone(),
-                message: e.message.clone(),
-            }),
-        at_ms,
-    };
-    sse(&event)
+    sse(&runs::status_event(run, at_ms))
 }
 
 fn sse(event: &RunEvent) -> Event {
