@@ -14,9 +14,11 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::{background_service, BackgroundService};
 
 use crate::auth;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mock::{MockNode, MockOptions};
 use crate::server::{self, Launch};
+use crate::tenants;
 
 /// The user the demo's curl lines and `.env` use.
 pub const DEMO_USER: &str = "demo-user";
@@ -41,6 +43,8 @@ struct DemoAddrs {
 /// What the banner shows besides addresses: everything an operator needs to try the demo.
 struct DemoFacts<'a> {
     gateway_key: &'a str,
+    /// The demo user's tenant, for the agent-run lines.
+    tenant: &'a str,
     admin_token: &'a str,
     dir: &'a Path,
     config_path: &'a Path,
@@ -89,14 +93,18 @@ fn run_in(
     std::env::set_var(DEMO_ADMIN_TOKEN_ENV, &admin_token);
     let config = Config::load_to_serve(&config_path).map_err(|e| e.to_string())?;
     let (mut server, handles) = server::build(&config, Launch::default())?;
-    let key = {
-        let conn = handles.credentials.open_db()?;
+    let (key, tenant) = {
+        let mut conn = handles.credentials.open_db()?;
         let minted = auth::create_key(&conn, DEMO_USER, None, &config.tiers)?;
         handles
             .credentials
             .reload_keys(&conn)
             .map_err(|e| e.to_string())?;
-        minted.secret
+        let tenant = tenants::new_id();
+        let now = SystemClock.now_ms();
+        tenants::store::create(&mut conn, &tenant, DEMO_USER, "Demo project", None, now)
+            .map_err(|e| format!("cannot create the demo's tenant: {e}"))?;
+        (minted.secret, tenant)
     };
     server.add_service(background_service(
         "mock OpenClaw node",
@@ -109,6 +117,7 @@ fn run_in(
         .unwrap_or_else(|_| "exoclaw".to_owned());
     let facts = DemoFacts {
         gateway_key: &key,
+        tenant: &tenant,
         admin_token: &admin_token,
         dir,
         config_path: &config_path,
@@ -152,6 +161,18 @@ fn demo_config(addrs: &DemoAddrs, mock_addr: SocketAddr, database: &Path) -> Str
         r#"# Written by `exoclaw demo`: `exoclaw usage`, `keys` and `check` take it with --config.
 database: "{database}"
 auth: {{ admin_token_env: {DEMO_ADMIN_TOKEN_ENV} }}
+tiers:
+  workshop: {{ requests_per_minute: 50, max_tenants: 3, runs_per_month: unlimited,
+              max_concurrent_runs: 2 }}
+templates:
+  summarize:
+    name: Summarize a document
+    agent: main
+    instructions: "Summarize for {{{{audience}}}}: {{{{text}}}}"
+    inputs:
+      text: {{ required: true, max_len: 20000 }}
+      audience: {{}}
+runs: {{ poll_interval: 200ms }}
 server:
   listen: "{listen}"
   admin_listen: "{admin}"
@@ -178,6 +199,7 @@ fn banner(addrs: &DemoAddrs, mock_addr: SocketAddr, facts: &DemoFacts<'_>) -> St
     let admin = format!("http://{}", addrs.admin);
     let DemoFacts {
         gateway_key,
+        tenant,
         admin_token,
         dir,
         config_path,
@@ -203,6 +225,12 @@ A completion:
 
 A stream (events arrive one by one):
   curl -sN {url}/v1/chat/completions {headers} -d '{{"model":"gpt-4o","stream":true,"messages":[{{"role":"user","content":"Hello"}}]}}'
+
+An agent run, queued and worked in the background (tenant {tenant} is {DEMO_USER}'s):
+  curl -s {url}/api/runs {headers} -d '{{"tenant_id":"{tenant}","template":"summarize","input":{{"text":"ExoClaw queues agent runs.","audience":"a newcomer"}}}}'
+  Then, with the "id" it answers: {url}/api/runs/<id> (its status), /api/runs/<id>/events
+  (watch it live: curl -sN), /api/runs/<id>/artifacts/output.md (its output), each with
+  -H 'X-Gateway-Key: {gateway_key}'.
 
 Your own code: the same .env a trainee's kit holds (OpenAI SDK: base URL
 OPENCLAW_GATEWAY_URL + "/v1", api key OPENAI_API_KEY, header X-Gateway-Key):
@@ -289,6 +317,7 @@ mod tests {
     fn banner_names_everything_a_newcomer_and_an_operator_need() {
         let facts = DemoFacts {
             gateway_key: "exo_k",
+            tenant: "ten_0123456789abcdef0123",
             admin_token: "adm1n",
             dir: Path::new("/tmp/exoclaw-demo-1"),
             config_path: Path::new("/tmp/exoclaw-demo-1/exoclaw.yaml"),
@@ -309,6 +338,8 @@ mod tests {
             "Bearer adm1n",
             "/bin/exoclaw usage --config /tmp/exoclaw-demo-1/exoclaw.yaml",
             "/tmp/exoclaw-demo-1/exoclaw.db",
+            "curl -s http://127.0.0.1:8787/api/runs",
+            "\"tenant_id\":\"ten_0123456789abcdef0123\"",
         ] {
             assert!(b.contains(line), "{line} missing from:\n{b}");
         }

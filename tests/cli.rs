@@ -98,6 +98,36 @@ fn demo_curl_lines_work_as_printed() {
         completion = run(curls[0]);
     }
     let stream = run(curls[1]);
+
+    // The agent run's line, as printed; then its status and output with the printed key.
+    let run_line = banner
+        .iter()
+        .find(|l| l.trim_start().starts_with("curl ") && l.contains("/api/runs"))
+        .unwrap_or_else(|| panic!("an agent-run line: {banner:?}"));
+    let accepted = run(run_line);
+    let accepted: serde_json::Value = serde_json::from_slice(&accepted.stdout)
+        .unwrap_or_else(|e| panic!("the run's answer is JSON ({e}): {accepted:?}"));
+    assert_eq!(accepted["status"], "queued", "{accepted}");
+    let key = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Gateway key"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let url = format!("http://{listen}");
+    let id = accepted["id"].as_str().unwrap();
+    let get = |path: &str| run(&format!("curl -s {url}{path} -H 'X-Gateway-Key: {key}'")).stdout;
+    let mut status = serde_json::Value::Null;
+    while Instant::now() < deadline + Duration::from_secs(10) {
+        status = serde_json::from_slice(&get(&format!("/api/runs/{id}"))).unwrap();
+        if status["status"] == "succeeded" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status["status"], "succeeded", "{status}");
+    let output = String::from_utf8(get(&format!("/api/runs/{id}/artifacts/output.md"))).unwrap();
+    assert!(output.contains("ExoClaw queues agent runs."), "{output}");
     let _ = child.kill();
     let _ = child.wait();
 
