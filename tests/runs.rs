@@ -37,6 +37,7 @@ templates:
     inputs: { text: { required: true } }
     tiers: [tier2]
 runs: { workers: 4, lease: 3s, poll_interval: 50ms, backoff: { base: 1s, max: 8s } }
+artifacts: { retention: 1d, prune_interval: 100ms }
 "#;
 
 async fn gateway(node: &MockNode) -> Gateway {
@@ -967,4 +968,31 @@ async fn a_graceful_stop_lets_a_running_run_finish_within_the_grace_period() {
         )
         .unwrap();
     assert_eq!((state.as_str(), attempts), ("succeeded", 1), "{}", gw.log());
+}
+
+#[tokio::test]
+async fn old_runs_artifacts_are_pruned_after_the_retention() {
+    let node = plain_node().await;
+    let gw = gateway(&node).await;
+    let ana = Customer::new(&gw, "ana", "tier1").await;
+    let tenant = ana.tenant("Acme").await;
+    let id = ana.submit(&tenant, "keep me a day").await;
+    ana.wait_status(&id, "succeeded").await;
+    assert_eq!(ana.artifact(&id, "output.md").await.status(), 200);
+    // Not yet: an hour later the files are still there.
+    gw.advance_clock(3_600_000).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(ana.artifact(&id, "output.md").await.status(), 200);
+    gw.advance_clock(86_400_000).await;
+    gw.wait_for_log_line("old runs' artifacts pruned").await;
+    assert_eq!(ana.artifact(&id, "output.md").await.status(), 404);
+    let listed = ana.get_json(&format!("/api/runs/{id}/artifacts")).await;
+    assert!(listed["data"].as_array().unwrap().is_empty(), "{listed}");
+    assert_eq!(
+        ana.run(&id).await["status"],
+        "succeeded",
+        "the run itself stays"
+    );
+    let run_dir = gw.dir.path().join("data/artifacts/runs").join(&id);
+    assert!(!run_dir.exists(), "{}", run_dir.display());
 }
