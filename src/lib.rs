@@ -23,6 +23,7 @@ pub mod reload;
 pub mod runs;
 pub mod server;
 pub mod sidecar;
+pub mod skills;
 pub mod state;
 pub mod tenants;
 pub mod upstream;

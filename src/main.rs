@@ -126,6 +126,10 @@ enum Command {
         /// read from this environment variable (it is never printed).
         #[arg(long, value_name = "VAR")]
         token_env: Option<String>,
+        /// Serve this skills inventory (the JSON of `openclaw skills list --json`) at
+        /// `/skills.json`, for a pool's `skills_inventory: { url: … }`.
+        #[arg(long, value_name = "FILE")]
+        skills: Option<PathBuf>,
     },
 }
 
@@ -374,11 +378,13 @@ fn main() -> ExitCode {
             event_delay,
             threads,
             token_env,
+            skills,
         } => exoclaw::mock::standalone::run(StandaloneOptions {
             listen,
             event_delay,
             threads,
             token_env,
+            skills,
         }),
     };
     match result {

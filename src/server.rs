@@ -41,6 +41,8 @@ use crate::runs::worker::RunWorkers;
 use crate::runs::RunService;
 use crate::sidecar::serve::AxumApp;
 use crate::sidecar::{self, Sidecar};
+use crate::skills::cache::Inventories;
+use crate::skills::refresh::SkillsRefresher;
 use crate::state::{self, LiveSnapshot};
 use crate::upstream::health::HealthChecker;
 
@@ -189,6 +191,8 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     let queue: Arc<dyn RunQueue> = Arc::new(SqliteQueue::open(&config.database)?);
     let artifacts = Artifacts::local(&config.artifacts.dir)?;
     let runs = Arc::new(RunService::new(queue, artifacts, clock.clone()));
+    let skills = Arc::new(Inventories::new(clock.clone()));
+    skills.configure(crate::skills::refresh::sources(config));
 
     let gateway = Gateway {
         live: live.clone(),
@@ -227,6 +231,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         metrics: metrics.clone(),
         db: Arc::new(SharedConnection::new(&config.database)),
         runs: runs.clone(),
+        skills: skills.clone(),
     });
     let mut sidecar = Service::new(
         "sidecar".to_owned(),
@@ -291,6 +296,13 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             clock.clone(),
             config.server.grace_period,
         ),
+    ));
+    server.add_service(background_service(
+        "skills inventories",
+        SkillsRefresher {
+            inventories: skills,
+            live: live.clone(),
+        },
     ));
     server.add_service(background_service(
         "node health checks",

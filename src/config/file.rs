@@ -22,6 +22,23 @@ pub struct ConfigFile {
     pub templates: Option<BTreeMap<String, TemplateSection>>,
     pub runs: Option<RunsSection>,
     pub artifacts: Option<ArtifactsSection>,
+    pub skills: Option<SkillsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkillsSection {
+    pub packs: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// Where a pool's skills inventory comes from: `url` or `command`, not both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkillsInventorySection {
+    pub url: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +191,7 @@ pub struct PoolSection {
     pub byok_header: Option<String>,
     pub session: Option<SessionMode>,
     pub allow_openclaw_headers: Option<Vec<String>>,
+    pub skills_inventory: Option<SkillsInventorySection>,
 }
 
 #[derive(Debug, Deserialize)]

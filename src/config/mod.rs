@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod bounds;
 pub mod file;
+pub mod skills;
 mod text;
 pub mod units;
 
@@ -84,6 +85,8 @@ pub struct Config {
     pub templates: BTreeMap<String, Template>,
     pub runs: Runs,
     pub artifacts: Artifacts,
+    /// Skill packs (`skills.packs`).
+    pub skills: skills::Skills,
 }
 
 impl Config {
@@ -217,6 +220,8 @@ pub struct Pool {
     /// `x-openclaw-*` headers a client may send to this pool's nodes (lower case); every other
     /// one is dropped. Never `x-openclaw-scopes` or `x-openclaw-session-key`.
     pub allow_openclaw_headers: Vec<String>,
+    /// Where this pool's runtime skills inventory comes from (`skills_inventory`).
+    pub skills_inventory: Option<skills::SkillsInventory>,
 }
 
 /// `x-openclaw-*` headers no pool may let a client send: the session is the gateway's choice,
@@ -485,6 +490,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         templates,
         runs,
         artifacts,
+        skills: skills_section,
     } = raw;
     let database = match database {
         Some(path) if path.trim().is_empty() => return Err(err("database", "must not be empty")),
@@ -508,6 +514,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     let templates = agents::templates(templates, &tiers)?;
     let runs = agents::runs(runs)?;
     let artifacts = agents::artifacts(artifacts, &database)?;
+    let skills = skills::skills(skills_section)?;
     Ok(Config {
         server,
         database,
@@ -521,6 +528,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         templates,
         runs,
         artifacts,
+        skills,
     })
 }
 
@@ -969,9 +977,11 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
         byok_header,
         session,
         allow_openclaw_headers,
+        skills_inventory,
     } = raw;
     text::plain(&format!("pools.{}", name.escape_debug()), &name)?;
     let at = format!("pools.{name}");
+    let skills_inventory = skills::inventory(&at, skills_inventory)?;
     let pool_token = auth_token_env
         .map(|env| {
             let path = format!("{at}.auth_token_env");
@@ -1112,6 +1122,7 @@ fn validate_pool(name: String, raw: PoolSection) -> Result<Pool, ConfigError> {
         byok_header,
         session: session.unwrap_or(SessionMode::PerUser),
         allow_openclaw_headers,
+        skills_inventory,
     })
 }
 

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../migrations/0006_tenants.sql"),
     ),
     (7, "runs", include_str!("../../migrations/0007_runs.sql")),
+    (
+        8,
+        "skills",
+        include_str!("../../migrations/0008_skills.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet recorded; returns how many ran.

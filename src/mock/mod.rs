@@ -19,6 +19,9 @@
 //! runs), can pace streamed events, and can hold a stream after its first event until the test
 //! releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms;
 //! `fail_next(n)` makes the next `n` API requests answer 500, like a node whose agent crashed.
+//! With `MockOptions::skills`, `GET /skills.json` answers that skills inventory (the JSON of
+//! `openclaw skills list --json`, as a small service beside a node would), without auth;
+//! `set_skills` changes it or takes it away (503), like a source that fails.
 //! Dropping a `MockNode` closes its listener and every open connection, like a node dying.
 //! `start_tls` serves the same over TLS, for testing nodes reached with TLS and SNI.
 //! `standalone` runs it as its own process (`exoclaw mock-node`).
@@ -63,6 +66,8 @@ pub struct MockOptions {
     /// The node's gateway token: when set, every path but the probes wants
     /// `Authorization: Bearer <token>`, as an OpenClaw gateway with a token does.
     pub token: Option<String>,
+    /// The skills inventory served at `/skills.json`.
+    pub skills: Option<Bytes>,
 }
 
 /// A request as the mock received it.
@@ -89,6 +94,8 @@ struct Shared {
     sessions: SessionTurns,
     /// API requests still to fail with a 500 (`fail_next`).
     failures_left: AtomicU32,
+    /// What `/skills.json` answers (None: 503).
+    skills: Mutex<Option<Bytes>>,
 }
 
 /// The probe paths of an OpenClaw gateway: answered without auth, never in `seen()`.
@@ -146,6 +153,7 @@ impl MockNode {
             .local_addr()
             .expect("bound listener has an address");
         let shared = Arc::new(Shared {
+            skills: Mutex::new(options.skills.clone()),
             options,
             seen: Mutex::new(Vec::new()),
             ready: AtomicBool::new(true),
@@ -188,6 +196,13 @@ impl MockNode {
     /// an OpenClaw node that is up but not ready to take turns.
     pub fn set_ready(&self, ready: bool) {
         self.shared.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Replaces the inventory `/skills.json` serves; None makes it answer 503.
+    pub fn set_skills(&self, skills: Option<Vec<u8>>) {
+        if let Ok(mut served) = self.shared.skills.lock() {
+            *served = skills.map(Bytes::from);
+        }
     }
 
     /// Makes the next `n` API requests (not probes) answer 500 with an OpenAI-shaped error;
@@ -263,6 +278,22 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     }
     if let Some(answer) = probe(&parts, &shared) {
         return Ok(answer);
+    }
+    if parts.method == Method::GET && parts.uri.path() == "/skills.json" {
+        let served = shared.skills.lock().ok().and_then(|s| s.clone());
+        return Ok(match served {
+            Some(body) => Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Full::new(body).boxed())
+                .expect("static response parts are valid"),
+            None => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no skills inventory here",
+                "server_error",
+                None,
+            ),
+        });
     }
     if let Some(refusal) = refuse_without_token(&parts.headers, shared.options.token.as_deref()) {
         return Ok(refusal);

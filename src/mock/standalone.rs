@@ -24,6 +24,8 @@ pub struct StandaloneOptions {
     pub threads: Option<usize>,
     /// The environment variable that holds the node's gateway token; `None`: no auth.
     pub token_env: Option<String>,
+    /// A skills inventory (`openclaw skills list --json`) served at `/skills.json`.
+    pub skills: Option<std::path::PathBuf>,
 }
 
 /// Serves until Ctrl-C or SIGTERM. Returns an error only when start-up fails.
@@ -33,8 +35,16 @@ pub fn run(options: StandaloneOptions) -> Result<(), String> {
         event_delay,
         threads,
         token_env,
+        skills,
     } = options;
     let token = token_env.as_deref().map(read_token).transpose()?;
+    let skills = skills
+        .map(|path| {
+            std::fs::read(&path)
+                .map(bytes::Bytes::from)
+                .map_err(|e| format!("cannot read the skills inventory {}: {e}", path.display()))
+        })
+        .transpose()?;
     let auth = if token.is_some() {
         "wants `Authorization: Bearer <token>` on /v1/*"
     } else {
@@ -64,6 +74,7 @@ pub fn run(options: StandaloneOptions) -> Result<(), String> {
                 event_delay,
                 skip_recording: true,
                 token,
+                skills,
                 ..MockOptions::default()
             },
         );

@@ -11,11 +11,13 @@
 //! | `/api/subscriptions/me`, `/api/oauth/codex`, `/api/webhooks/stripe`, `/onboard/{token}` | `account` |
 //! | `/api/tenants…`, `/api/templates` | `tenants` |
 //! | `/api/runs…` | `runs` |
+//! | `/api/runtime/skills…` | `skills` |
 
 pub mod account;
 pub mod extract;
 pub mod runs;
 pub mod serve;
+pub mod skills;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct Sidecar {
     /// The control plane's connection (tenants).
     pub db: Arc<SharedConnection>,
     pub runs: Arc<RunService>,
+    /// Every runtime's skills inventory.
+    pub skills: Arc<crate::skills::cache::Inventories>,
 }
 
 /// Every route of the control plane.
@@ -75,6 +79,16 @@ pub fn router(sidecar: Arc<Sidecar>) -> Router {
         .route("/api/runs/{id}/events", get(runs::events))
         .route("/api/runs/{id}/artifacts", get(runs::artifacts))
         .route("/api/runs/{id}/artifacts/{name}", get(runs::artifact))
+        .route(
+            "/api/runtime/skills",
+            get(skills::view).patch(skills::patch),
+        )
+        .route(
+            "/api/runtime/skills/packs",
+            get(skills::packs).post(skills::apply_pack),
+        )
+        .route("/api/runtime/skills/diagnostics", get(skills::diagnose))
+        .route("/api/runtime/skills/remediate", post(skills::remediate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(sidecar)

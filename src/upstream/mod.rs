@@ -389,6 +389,7 @@ mod tests {
                 byok_header: None,
                 session: crate::config::SessionMode::PerUser,
                 allow_openclaw_headers: Vec::new(),
+                skills_inventory: None,
             },
             None,
         )
