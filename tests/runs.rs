@@ -919,6 +919,7 @@ async fn a_graceful_stop_puts_an_unfinished_run_back_without_counting_the_attemp
     let tenant = bo.tenant("Acme").await;
     let id = bo.submit(&tenant, "long job").await;
     bo.wait_status(&id, "running").await;
+    wait_until_node_saw(&node, &id).await;
     // The node never answers within the grace period (1 s in these tests).
     gw.restart().await;
     assert!(

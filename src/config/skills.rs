@@ -141,3 +141,76 @@ pub(super) fn inventory(
         )?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::skills::InventoryFrom;
+    use crate::config::Config;
+
+    fn load(pool_extra: &str, top: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_yaml(&format!(
+            "server: {{ listen: \"127.0.0.1:8787\" }}\n{top}pools:\n  openclaw:\n{pool_extra}    \
+             nodes: [ {{ name: n, addr: \"127.0.0.1:18789\" }} ]\n"
+        ))
+    }
+
+    #[test]
+    fn an_inventory_comes_from_a_url_or_a_command_not_both() {
+        let url = load(
+            "    skills_inventory: { url: \"http://100.82.244.127:18790/skills.json\" }\n",
+            "",
+        )
+        .unwrap();
+        let inventory = url.pools["openclaw"].skills_inventory.clone().unwrap();
+        assert_eq!(
+            inventory.from,
+            InventoryFrom::Url("http://100.82.244.127:18790/skills.json".into())
+        );
+        assert_eq!(inventory.ttl, super::DEFAULT_INVENTORY_TTL);
+        let command = load(
+            "    skills_inventory: { command: [ssh, mac-mini, openclaw, skills, list, --json], ttl: 5m }\n",
+            "",
+        )
+        .unwrap();
+        let inventory = command.pools["openclaw"].skills_inventory.clone().unwrap();
+        assert!(matches!(inventory.from, InventoryFrom::Command(ref argv) if argv.len() == 6));
+        let cases = [
+            (
+                "    skills_inventory: { ttl: 5m }\n",
+                "pools.openclaw.skills_inventory",
+            ),
+            (
+                "    skills_inventory: { url: \"http://a/x\", command: [x] }\n",
+                "pools.openclaw.skills_inventory",
+            ),
+            (
+                "    skills_inventory: { url: \"ftp://a/x\" }\n",
+                "pools.openclaw.skills_inventory.url",
+            ),
+            (
+                "    skills_inventory: { command: [] }\n",
+                "pools.openclaw.skills_inventory.command",
+            ),
+            (
+                "    skills_inventory: { url: \"http://a/x\", ttl: 30d }\n",
+                "pools.openclaw.skills_inventory.ttl",
+            ),
+        ];
+        for (yaml, path) in cases {
+            let e = load(yaml, "").unwrap_err();
+            assert_eq!(e.path, path, "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn packs_default_to_the_seeds_and_are_checked() {
+        let config = load("", "").unwrap();
+        assert_eq!(
+            config.skills.packs["basic"],
+            ["weather", "web-search", "summarize"]
+        );
+        assert_eq!(config.skills.packs.len(), 3);
+        let e = load("", "skills: { packs: { basic: [weather, weather] } }\n").unwrap_err();
+        assert!(e.path.starts_with("skills.packs.basic"), "{e}");
+    }
+}
