@@ -24,6 +24,19 @@ use crate::tenants;
 
 /// Largest error body read from a failed call.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Largest answer a run keeps (the text, and the body of a non-streamed answer): a run's output
+/// is stored and shown whole, so a node that never stops cannot fill the disk or the memory.
+pub const MAX_OUTPUT: usize = 8 << 20;
+
+fn too_large() -> CallError {
+    CallError::Fail(run_error(
+        "output_too_large",
+        format!(
+            "the node's answer is longer than the {} MiB a run keeps",
+            MAX_OUTPUT >> 20
+        ),
+    ))
+}
 
 /// Why an attempt failed, and whether another attempt could succeed.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,10 +130,19 @@ impl NodeClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if !streamed {
+            if response
+                .content_length()
+                .is_some_and(|len| len > MAX_OUTPUT as u64)
+            {
+                return Err(too_large());
+            }
             let body = response
                 .bytes()
                 .await
                 .map_err(|e| CallError::Retry(run_error("node_stream_cut", without_url(e))))?;
+            if body.len() > MAX_OUTPUT {
+                return Err(too_large());
+            }
             let answer = output::from_json_body(&body)
                 .map_err(|e| CallError::Retry(run_error("invalid_node_answer", e.to_string())))?;
             on_text(answer.text.clone());
@@ -128,6 +150,7 @@ impl NodeClient {
         }
         let mut assembler = OutputAssembler::new();
         let mut stream = response.bytes_stream();
+        let mut received = 0usize;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 CallError::Retry(run_error(
@@ -135,6 +158,11 @@ impl NodeClient {
                     format!("the node's answer was cut short: {}", without_url(e)),
                 ))
             })?;
+            // The stream's bytes bound the text (events wrap each piece in JSON).
+            received += chunk.len();
+            if received > 2 * MAX_OUTPUT {
+                return Err(too_large());
+            }
             for text in assembler.push(&chunk) {
                 on_text(text);
             }
