@@ -44,6 +44,7 @@ fn run(n: usize, tenants: usize) -> NewRun {
         byok: false,
         pool: None,
         tier: "tier1".into(),
+        session: None,
     }
 }
 

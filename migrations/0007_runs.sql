@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
   byok             INTEGER NOT NULL,           -- 1: a provider key rides in memory (never here)
   pool             TEXT,                       -- the pinned runtime pool; NULL: the tier's
   tier             TEXT    NOT NULL,           -- the tier the run was accepted under
+  session          TEXT,                       -- the OpenClaw sub-session; NULL: the run's own
   status           TEXT    NOT NULL CHECK (status IN
                      ('queued', 'running', 'succeeded', 'failed', 'canceled', 'dead')),
   attempts         INTEGER NOT NULL DEFAULT 0, -- claims that counted

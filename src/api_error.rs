@@ -71,6 +71,14 @@ impl ErrorKind {
     }
 }
 
+/// An id or name from a client as an error message may quote it: short, and plain.
+pub fn shown(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect()
+}
+
 /// One error response: kind, a human message, a machine `code`, and an optional `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -187,6 +195,16 @@ impl ApiError {
                  or wait until {resets_on} (UTC)."
             ),
         )
+    }
+
+    /// 402 for a tier's limit other than the monthly requests (tenants, runs, templates, a
+    /// lapsed subscription): the reason, then how to upgrade.
+    pub fn tier_limit(code: &'static str, reason: String, upgrade_url: Option<&str>) -> ApiError {
+        let message = match upgrade_url {
+            Some(url) => format!("{reason} Upgrade at {url}"),
+            None => format!("{reason} Ask the operator for a higher tier."),
+        };
+        ApiError::new(ErrorKind::InsufficientQuota, code, message)
     }
 
     pub fn too_many_failed_logins(retry_after_secs: u64) -> ApiError {

@@ -11,6 +11,7 @@
 //! | `artifacts` | where outputs are kept (`object_store`: a local directory today) |
 //! | `events` | live status and output for watchers (SSE) |
 //! | `template` | a template's instructions rendered with the caller's input |
+//! | `submit` | accepting a run: the tier's gates, the input, the enqueue |
 //! | `byok` | provider keys riding with queued runs, in memory only |
 //!
 //! `RunService` ties them together for the sidecar, the admin API and the workers: one place
@@ -22,6 +23,7 @@ pub mod events;
 pub mod node_call;
 pub mod output;
 pub mod queue;
+pub mod submit;
 pub mod template;
 pub mod worker;
 

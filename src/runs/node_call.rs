@@ -100,7 +100,9 @@ impl NodeClient {
             .header(headers::RUN_TIER, &run.tier)
             .header(
                 headers::RUN_SESSION,
-                tenants::run_session(&run.tenant_id, &run.id),
+                run.session
+                    .clone()
+                    .unwrap_or_else(|| tenants::run_session(&run.tenant_id, &run.id)),
             )
             .header(headers::REQUEST_ID, headers::new_request_id())
             .json(&body);

@@ -26,18 +26,17 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::extract::{self, Customer, Id, IdAndName, JsonBody, Params};
-use super::tenants::{over_limit, owned_tenant, shown};
+use super::tenants::owned_tenant;
 use super::Sidecar;
-use crate::api_error::{ApiError, ErrorKind};
-use crate::billing::quota::Month;
-use crate::config::{AuthMode, Limit};
+
+use crate::api_error::{shown, ApiError, ErrorKind};
+use crate::config::AuthMode;
 use crate::proxy::headers;
 use crate::runs::byok::{self, ProviderKey};
 use crate::runs::events::RunEvent;
-use crate::runs::queue::{
-    self, CancelOutcome, Enqueued, MonthlyLimit, NewRun, Run, RunFilter, RunStatus,
-};
-use crate::runs::{self, artifacts, run_json, template};
+use crate::runs::queue::{CancelOutcome, Run, RunFilter, RunStatus};
+use crate::runs::submit::{self, Submission, Submitted};
+use crate::runs::{self, artifacts, run_json};
 
 /// How often a watcher re-reads its run, to see changes made by another process.
 const WATCH_RECHECK: Duration = Duration::from_secs(3);
@@ -72,134 +71,30 @@ pub async fn submit(
     let tenant = owned_tenant(&sidecar, &caller.user, &body.tenant_id).await?;
     let snapshot = sidecar.live.load_full();
     let config = &snapshot.config;
-    let (tier_name, tier) = sidecar.tier_of(&caller, config);
-    let now = sidecar.clock.now_ms();
-
-    let template = config
-        .templates
-        .get(&body.template)
-        .filter(|t| t.allows_tier(tier_name));
-    let Some(template) = template else {
-        return Err(match config.templates.contains_key(&body.template) {
-            true => over_limit(
-                "template_not_in_tier",
-                format!(
-                    "The template `{}` is not available on your tier `{tier_name}`.",
-                    shown(&body.template)
-                ),
-                config,
-            ),
-            false => ApiError::new(
-                ErrorKind::NotFound,
-                "template_not_found",
-                format!("There is no template `{}`.", shown(&body.template)),
-            ),
-        });
-    };
-    if sidecar.billing.lapsed(config, &caller.user, now) {
-        return Err(over_limit(
-            "subscription_inactive",
-            "Your subscription is no longer active, so no run can start.".to_owned(),
-            config,
-        ));
-    }
-    if tier.runs_per_month == Limit::Count(0) {
-        return Err(over_limit(
-            "runs_not_in_tier",
-            format!("Your tier `{tier_name}` does not include agent runs."),
-            config,
-        ));
-    }
-    if let Some(limit) = tier.monthly_requests {
-        if sidecar.billing.quotas.used(&caller.user, now) >= limit {
-            return Err(over_limit(
-                "quota_exceeded",
-                format!("You have used this month's {limit} requests of tier `{tier_name}`."),
-                config,
-            ));
-        }
-    }
-    let input = body.input.unwrap_or_else(|| json!({}));
-    let prompt = template::render(template, &input)
-        .map_err(|m| ApiError::invalid_request("invalid_input", m))?;
-    if let Some(key) = &body.idempotency_key {
-        let ok = !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            return Err(ApiError::invalid_request(
-                "invalid_idempotency_key",
-                "`idempotency_key` must be 1-255 visible ASCII characters.",
-            ));
-        }
-    }
-    let provider_key = provider_key(&request_headers, config.auth.mode)?;
-
-    let run = NewRun {
-        id: queue::new_run_id(),
-        tenant_id: tenant.id.clone(),
+    let (tier_name, _) = sidecar.tier_of(&caller, config);
+    let submission = Submission {
+        tenant,
         owner: caller.user.clone(),
         tier: tier_name.to_owned(),
-        template: body.template.clone(),
-        agent: template.agent.clone(),
-        input: input.to_string(),
-        prompt,
-        idempotency_key: body.idempotency_key.clone(),
-        priority: tier.priority,
-        max_attempts: template.max_attempts,
-        timeout_ms: template.timeout.as_millis() as u64,
-        byok: provider_key.is_some(),
-        pool: tenant.pool.clone(),
+        template: body.template,
+        input: body.input.unwrap_or_else(|| json!({})),
+        idempotency_key: body.idempotency_key,
+        provider_key: provider_key(&request_headers, config.auth.mode)?,
+        session: None,
     };
-    let run_id = run.id.clone();
-    // The key is in place before the run can be claimed.
-    if let Some(key) = provider_key {
-        sidecar.runs.byok.insert(&run_id, key);
-    }
-    let limit = tier.runs_per_month.count().map(|limit| MonthlyLimit {
-        since_ms: Month::of_unix_ms(now).start_ms(),
-        limit,
-    });
-    let enqueued = sidecar
-        .runs
-        .with_queue(move |q| q.enqueue(run, limit, now))
-        .await;
-    let enqueued = match enqueued {
-        Ok(Enqueued::Created(run)) => run,
-        other => {
-            sidecar.runs.byok.remove(&run_id);
-            return match other? {
-                Enqueued::Existing(run) => {
-                    let mut response = extract::json(200, run_json(&run, now));
-                    response
-                        .headers_mut()
-                        .insert("idempotent-replayed", http::HeaderValue::from_static("true"));
-                    Ok(response)
-                }
-                Enqueued::KeyReused(_) => Err(ApiError::new(
-                    ErrorKind::Conflict,
-                    "idempotency_key_reused",
-                    "This idempotency key was already used for a different run in this tenant.",
-                )),
-                Enqueued::OverMonthlyLimit { used } => Err(over_limit(
-                    "run_limit_reached",
-                    format!(
-                        "Your tier `{tier_name}` allows {} runs a month and you have started {used}.",
-                        tier.runs_per_month.count().unwrap_or(0)
-                    ),
-                    config,
-                )),
-                Enqueued::Created(_) => unreachable!("handled above"),
-            };
+    let now = sidecar.clock.now_ms();
+    let enqueued = match submit::submit(&sidecar.runs, config, &sidecar.billing, submission).await?
+    {
+        Submitted::Created(run) => run,
+        Submitted::Existing(run) => {
+            let mut response = extract::json(200, run_json(&run, now));
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                http::HeaderValue::from_static("true"),
+            );
+            return Ok(response);
         }
     };
-    tracing::info!(
-        user = %caller.user,
-        tenant = %enqueued.tenant_id,
-        run = %enqueued.id,
-        template = %enqueued.template,
-        byok = enqueued.byok,
-        "run queued"
-    );
-    sidecar.runs.wake();
     let mut response = extract::json(202, run_json(&enqueued, now));
     if let Ok(location) = format!("/api/runs/{}", enqueued.id).parse() {
         response

@@ -199,7 +199,7 @@ pub async fn apply_pack(
             "pack_not_found",
             format!(
                 "There is no pack `{}` (packs: {}).",
-                super::tenants::shown(&body.pack),
+                crate::api_error::shown(&body.pack),
                 packs.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
         ),

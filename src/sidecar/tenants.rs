@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::extract::{self, Customer, Id, JsonBody};
 use super::Sidecar;
-use crate::api_error::{ApiError, ErrorKind};
+use crate::api_error::{shown, ApiError, ErrorKind};
 use crate::config::{Config, Template};
 use crate::tenants::{self, store, Tenant};
 
@@ -240,19 +240,7 @@ pub fn tenant_not_found(id: &str) -> ApiError {
     )
 }
 
-/// An id as an error message may show it: short and plain.
-pub fn shown(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .take(64)
-        .collect()
-}
-
 /// 402 for a tier limit, with where to upgrade.
 pub fn over_limit(code: &'static str, message: String, config: &Config) -> ApiError {
-    let message = match &config.stripe.upgrade_url {
-        Some(url) => format!("{message} Upgrade at {url}"),
-        None => format!("{message} Ask the operator for a higher tier."),
-    };
-    ApiError::new(ErrorKind::InsufficientQuota, code, message)
+    ApiError::tier_limit(code, message, config.stripe.upgrade_url.as_deref())
 }

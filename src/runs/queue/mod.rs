@@ -132,6 +132,8 @@ pub struct NewRun {
     /// The tier the run was accepted under (a key's comped tier counts): its node calls and
     /// the owner's concurrent-run cap follow it.
     pub tier: String,
+    /// The OpenClaw sub-session the run works in; None: its own (`tenant/<t>/run/<r>`).
+    pub session: Option<String>,
 }
 
 /// A stored run: what was enqueued, and where it is now.
@@ -151,6 +153,7 @@ pub struct Run {
     pub byok: bool,
     pub pool: Option<String>,
     pub tier: String,
+    pub session: Option<String>,
     pub status: RunStatus,
     /// Claims so far that counted (a graceful `release` takes its claim back; `retry` resets).
     pub attempts: u32,

@@ -41,7 +41,7 @@ macro_rules! run_columns {
     () => {
         "seq, id, tenant_id, owner, template, agent, input, prompt, idempotency_key, priority, \
          max_attempts, timeout_ms, byok, pool, status, attempts, created_ms, started_ms, \
-         finished_ms, available_ms, error_code, error_message, cancel_requested, tier"
+         finished_ms, available_ms, error_code, error_message, cancel_requested, tier, session"
     };
 }
 
@@ -542,15 +542,16 @@ fn insert(tx: &Transaction, run: NewRun, lane_pos: i64, now_ms: u64) -> rusqlite
         byok,
         pool,
         tier,
+        session,
     } = run;
     let max_attempts = max_attempts.max(1);
     let seq = tx
         .prepare_cached(
             "INSERT INTO runs (id, tenant_id, owner, template, agent, input, prompt,
                idempotency_key, priority, max_attempts, timeout_ms, byok, pool, status,
-               created_ms, available_ms, lane_pos, tier)
+               created_ms, available_ms, lane_pos, tier, session)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'queued', ?14, ?14,
-               ?15, ?16)
+               ?15, ?16, ?17)
              RETURNING seq",
         )?
         .query_row(
@@ -570,7 +571,8 @@ fn insert(tx: &Transaction, run: NewRun, lane_pos: i64, now_ms: u64) -> rusqlite
                 pool,
                 ms(now_ms),
                 lane_pos,
-                tier
+                tier,
+                session
             ],
             |r| r.get(0),
         )?;
@@ -589,6 +591,7 @@ fn insert(tx: &Transaction, run: NewRun, lane_pos: i64, now_ms: u64) -> rusqlite
         byok,
         pool,
         tier,
+        session,
         status: RunStatus::Queued,
         attempts: 0,
         created_ms: now_ms,
@@ -870,6 +873,7 @@ fn read_run(row: &Row<'_>) -> rusqlite::Result<Run> {
         last_error,
         cancel_requested: row.get(22)?,
         tier: row.get(23)?,
+        session: row.get(24)?,
     })
 }
 

@@ -74,6 +74,7 @@ fn new_run(tenant: &str, agent: &str) -> NewRun {
         byok: false,
         pool: None,
         tier: "tier1".into(),
+        session: None,
     }
 }
 
