@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use exoclaw::clock::{SharedClock, SystemClock};
+use exoclaw::headers;
 use exoclaw::ledger::{self, record::RequestRecord, writer::LedgerSettings, writer::LedgerWriter};
-use exoclaw::proxy::headers;
 
 const T0: u64 = 1_760_000_012_345;
 const ROWS_PER_RUN: usize = 200_000;

@@ -6,7 +6,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use exoclaw::auth::NodeCredential;
 use exoclaw::config::Config;
-use exoclaw::proxy::{headers, node_headers, path, route, session};
+use exoclaw::headers;
+use exoclaw::proxy::{node_headers, path, route, session};
 use exoclaw::upstream::NodePool;
 
 fn request_steps(c: &mut Criterion) {

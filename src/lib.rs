@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod headers;
 pub mod ledger;
 pub mod limits;
 pub mod local_http;

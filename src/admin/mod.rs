@@ -33,11 +33,11 @@ use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{self, store, Credentials};
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::units;
+use crate::headers;
 use crate::ledger::queries;
 use crate::ledger::writer::LedgerWriter;
 use crate::local_http;
 use crate::metrics::Metrics;
-use crate::proxy::headers;
 use crate::runs::RunService;
 use crate::state::LiveSnapshot;
 

@@ -21,7 +21,7 @@ use rusqlite::Connection;
 
 use crate::api_error::ApiError;
 use crate::config::{Auth, AuthMode, Tier};
-use crate::proxy::headers;
+use crate::headers;
 use codex::{CodexIndex, TokenCipher};
 use keys::{KeyIndex, KeyRecord};
 

@@ -79,7 +79,7 @@ pub fn parse(body: &[u8], stripe: &Stripe, signed_at: i64) -> Result<StripeEvent
 fn checkout(session: &Value, stripe: &Stripe) -> Result<Option<Change>, String> {
     let user = session["client_reference_id"]
         .as_str()
-        .filter(|u| crate::proxy::headers::is_well_formed_id(u.as_bytes()))
+        .filter(|u| crate::headers::is_well_formed_id(u.as_bytes()))
         .ok_or("checkout.session.completed needs client_reference_id set to the user id")?
         .to_owned();
     let session_id = text(&session["id"]).ok_or("the checkout session has no id")?;

@@ -6,7 +6,7 @@
 //!   authentications per client address, consulted before the key check.
 //!
 //! Not for: monthly quotas or usage accounting (the ledger), building the 429 response (the
-//! single builder in [`crate::api_error`]) or naming headers ([`crate::proxy::headers`]). Nothing
+//! single builder in [`crate::api_error`]) or naming headers ([`crate::headers`]). Nothing
 //! here does I/O, awaits, or reads a clock; time comes in as Unix milliseconds from
 //! [`crate::clock`], so the proxy and tests decide what "now" is. Locks are plain
 //! `std::sync::Mutex`es held for one map operation, never across an await.

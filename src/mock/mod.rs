@@ -545,14 +545,11 @@ fn json(status: StatusCode, value: &Value) -> Response<Body> {
 }
 
 fn response_id() -> String {
-    format!("resp_{}", &crate::proxy::headers::new_request_id()[4..28])
+    format!("resp_{}", &crate::headers::new_request_id()[4..28])
 }
 
 fn completion_id() -> String {
-    format!(
-        "chatcmpl-{}",
-        &crate::proxy::headers::new_request_id()[4..28]
-    )
+    format!("chatcmpl-{}", &crate::headers::new_request_id()[4..28])
 }
 
 fn unix_now() -> u64 {

@@ -48,7 +48,7 @@ impl SessionRoute {
             (None, Some(user)) => format!("agent:{agent}:openai-user:{user}"),
             (None, None) => format!(
                 "agent:{agent}:http:{}",
-                &crate::proxy::headers::new_request_id()[4..]
+                &crate::headers::new_request_id()[4..]
             ),
         };
         SessionRoute { agent, session_key }

@@ -2,13 +2,13 @@
 //! names, sanitised into valid, unique user ids.
 //!
 //! A valid user id is 1-128 characters of `A-Z a-z 0-9 - _ . : @` (see
-//! `proxy::headers::is_well_formed_id`). Names are folded to lower case, accents dropped where
+//! `headers::is_well_formed_id`). Names are folded to lower case, accents dropped where
 //! the letter is a plain Latin one underneath (`José` → `jose`), anything else becomes `-`;
 //! a name left empty by that is numbered instead, and repeats get `-2`, `-3`….
 
 use std::collections::BTreeSet;
 
-use crate::proxy::headers;
+use crate::headers;
 
 /// Longest user id (the gateway's limit).
 const MAX_ID_LEN: usize = 128;

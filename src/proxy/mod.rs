@@ -9,7 +9,6 @@
 pub mod accounting;
 pub mod connection;
 pub mod drain;
-pub mod headers;
 pub mod node_headers;
 mod node_request;
 pub mod path;
@@ -36,6 +35,7 @@ use crate::auth::{self, Credentials, Identity, NodeCredential};
 use crate::billing::{self, Billing};
 use crate::clock::SharedClock;
 use crate::config::RequestLog;
+use crate::headers;
 use crate::ledger::ip_hash::IpHasher;
 use crate::ledger::record::{bounded_endpoint, RequestRecord};
 use crate::ledger::writer::LedgerWriter;

@@ -18,7 +18,7 @@ use pingora::http::RequestHeader;
 use pingora::Result;
 
 use crate::auth::{keys, NodeCredential};
-use crate::proxy::headers;
+use crate::headers;
 
 /// What the gateway decided for one request to one node.
 pub struct NodeHead<'a> {

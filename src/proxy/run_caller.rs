@@ -15,8 +15,8 @@ use pingora::http::RequestHeader;
 
 use crate::api_error::ApiError;
 use crate::auth::Identity;
+use crate::headers;
 use crate::local_http;
-use crate::proxy::headers;
 
 /// What a run worker's node call carries besides its body.
 #[derive(Debug, Clone, PartialEq, Eq)]

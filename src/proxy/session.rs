@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api_error::ApiError;
 use crate::config::SessionMode;
-use crate::proxy::headers;
+use crate::headers;
 
 /// The session decision for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use super::byok::ProviderKey;
 use super::output::{self, NodeOutput, OutputAssembler};
 use super::queue::{Run, RunError};
-use crate::proxy::headers;
+use crate::headers;
 use crate::tenants;
 
 /// Largest error body read from a failed call.

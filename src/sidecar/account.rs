@@ -25,9 +25,9 @@ use crate::api_error::{ApiError, ErrorKind};
 use crate::auth::{codex, store};
 use crate::billing::quota::Month;
 use crate::billing::{events, store as billing_store, stripe_signature};
+use crate::headers;
 use crate::local_http;
 use crate::onboard::{self, download, link};
-use crate::proxy::headers;
 
 /// Largest webhook body accepted (Stripe events with expanded objects stay far below this).
 const MAX_WEBHOOK_BODY: usize = 1024 * 1024;

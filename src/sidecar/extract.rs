@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 
 use super::Sidecar;
 use crate::api_error::ApiError;
+use crate::headers;
 use crate::local_http::{self, MAX_APP_BODY};
-use crate::proxy::headers;
 use std::sync::Arc;
 
 impl IntoResponse for ApiError {

@@ -31,7 +31,7 @@ use super::Sidecar;
 
 use crate::api_error::{shown, ApiError, ErrorKind};
 use crate::config::AuthMode;
-use crate::proxy::headers;
+use crate::headers;
 use crate::runs::byok::{self, ProviderKey};
 use crate::runs::events::RunEvent;
 use crate::runs::queue::{CancelOutcome, Run, RunFilter, RunStatus};

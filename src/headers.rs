@@ -1,4 +1,6 @@
-//! Every header name the gateway reads, sets or strips, in one place.
+//! Every header name the gateway reads, sets or strips, in one place: a ground-floor module
+//! that the proxy, authentication, the sidecar, the admin API and the run workers all read, so
+//! no arrow runs back up into the proxy.
 //!
 //! The strip list is a security boundary: a client must never be able to impersonate another
 //! user to a node (`X-Forwarded-User`), inject a Codex session (`X-Codex-Token`), or leak its
