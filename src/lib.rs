@@ -26,6 +26,7 @@ pub mod server;
 pub mod sidecar;
 pub mod skills;
 pub mod state;
+pub mod telegram;
 pub mod tenants;
 pub mod upstream;
 pub mod usage;

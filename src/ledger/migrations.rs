@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "skills",
         include_str!("../../migrations/0008_skills.sql"),
     ),
+    (
+        9,
+        "telegram",
+        include_str!("../../migrations/0009_telegram.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet recorded; returns how many ran.
