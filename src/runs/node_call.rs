@@ -28,13 +28,10 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// is stored and shown whole, so a node that never stops cannot fill the disk or the memory.
 pub const MAX_OUTPUT: usize = 8 << 20;
 
-fn too_large() -> CallError {
+fn too_large(max: usize) -> CallError {
     CallError::Fail(run_error(
         "output_too_large",
-        format!(
-            "the node's answer is longer than the {} MiB a run keeps",
-            MAX_OUTPUT >> 20
-        ),
+        format!("the node's answer is longer than the {max} bytes a run keeps"),
     ))
 }
 
@@ -59,6 +56,8 @@ pub struct NodeClient {
     client: reqwest::Client,
     url: String,
     secret: Arc<str>,
+    /// The most of an answer a run keeps (`MAX_OUTPUT`).
+    max_output: usize,
 }
 
 impl NodeClient {
@@ -75,6 +74,7 @@ impl NodeClient {
             client,
             url: format!("http://{}/v1/chat/completions", loopback(listen)),
             secret,
+            max_output: MAX_OUTPUT,
         })
     }
 
@@ -134,16 +134,16 @@ impl NodeClient {
         if !streamed {
             if response
                 .content_length()
-                .is_some_and(|len| len > MAX_OUTPUT as u64)
+                .is_some_and(|len| len > self.max_output as u64)
             {
-                return Err(too_large());
+                return Err(too_large(self.max_output));
             }
             let body = response
                 .bytes()
                 .await
                 .map_err(|e| CallError::Retry(run_error("node_stream_cut", without_url(e))))?;
-            if body.len() > MAX_OUTPUT {
-                return Err(too_large());
+            if body.len() > self.max_output {
+                return Err(too_large(self.max_output));
             }
             let answer = output::from_json_body(&body)
                 .map_err(|e| CallError::Retry(run_error("invalid_node_answer", e.to_string())))?;
@@ -162,8 +162,8 @@ impl NodeClient {
             })?;
             // The stream's bytes bound the text (events wrap each piece in JSON).
             received += chunk.len();
-            if received > 2 * MAX_OUTPUT {
-                return Err(too_large());
+            if received > 2 * self.max_output {
+                return Err(too_large(self.max_output));
             }
             for text in assembler.push(&chunk) {
                 on_text(text);
@@ -256,6 +256,63 @@ mod tests {
         assert!(matches!(classify_failure(429, b""), CallError::Retry(e) if e.code == "http_429"));
         assert!(
             matches!(classify_failure(401, b"<html>"), CallError::Fail(e) if e.code == "http_401")
+        );
+    }
+
+    /// A run of the mock node's agent (which echoes the prompt), as a worker would send it.
+    fn run_asking(prompt: &str) -> Run {
+        Run {
+            id: "run_cap".into(),
+            tenant_id: "ten_0123456789abcdef0123".into(),
+            owner: "ana".into(),
+            template: "t".into(),
+            agent: "main".into(),
+            input: "{}".into(),
+            prompt: prompt.into(),
+            idempotency_key: None,
+            priority: 0,
+            max_attempts: 1,
+            timeout_ms: 10_000,
+            byok: false,
+            pool: None,
+            tier: "tier1".into(),
+            session: None,
+            status: crate::runs::queue::RunStatus::Running,
+            attempts: 1,
+            created_ms: 0,
+            started_ms: Some(0),
+            finished_ms: None,
+            available_ms: 0,
+            last_error: None,
+            cancel_requested: false,
+            seq: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_a_run_keeps_fails_the_run_for_good() {
+        // The mock node stands in for the proxy here: it answers the same stream.
+        let node = crate::mock::MockNode::start(crate::mock::MockOptions::default())
+            .await
+            .unwrap();
+        let mut client = NodeClient::new(node.addr(), Arc::from("secret")).unwrap();
+        let short = client.call(&run_asking("hello"), None, |_| {}).await;
+        assert!(short.is_ok(), "{short:?}");
+        client.max_output = 200;
+        let mut streamed = String::new();
+        let long = client
+            .call(&run_asking(&"words ".repeat(200)), None, |t| {
+                streamed.push_str(&t)
+            })
+            .await;
+        match long {
+            Err(CallError::Fail(e)) => assert_eq!(e.code, "output_too_large", "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            streamed.len() <= 2 * 200,
+            "stopped reading: {} bytes",
+            streamed.len()
         );
     }
 
