@@ -310,6 +310,10 @@ fn watch_run(sidecar: Arc<Sidecar>, run: Run) -> impl Stream<Item = Result<Event
                     }
                 },
                 _ = tokio::time::sleep(WATCH_RECHECK) => {
+                    if tx.is_closed() {
+                        // The watcher left while nothing happened: stop watching for it.
+                        break;
+                    }
                     let id = current.id.clone();
                     match runs.with_queue(move |q| q.get(&id)).await {
                         Ok(Some(now)) if now.status != last_status => {
