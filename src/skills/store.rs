@@ -124,13 +124,18 @@ pub fn bootstrapped(
 
 /// The first runtime bootstrap of a tenant: applies `policy::first_bootstrap` (the `basic` pack
 /// for a tenant with no policy yet) and marks the tenant, in one transaction. Safe to call on
-/// every bootstrap: after the first, it answers `AlreadyBootstrapped` and writes nothing.
+/// every bootstrap: after the first, it answers `AlreadyBootstrapped` from a plain read, without
+/// taking the write lock (every look at a tenant's skills calls it).
 pub fn bootstrap(
     conn: &mut Connection,
     tenant_id: &str,
     packs: &Packs,
     now_ms: u64,
 ) -> rusqlite::Result<Bootstrap> {
+    if is_bootstrapped(conn, tenant_id)? {
+        return Ok(Bootstrap::AlreadyBootstrapped);
+    }
+    // Checked again under the write lock: two first looks at once apply it once.
     let tx = write_transaction(conn)?;
     let decision = first_bootstrap(
         &load(&tx, tenant_id)?,
