@@ -36,7 +36,7 @@ use crate::billing::{self, Billing};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::state::LiveSnapshot;
+use crate::state::{LiveSnapshot, Snapshot};
 
 /// How often the run gauges are refreshed from the queue.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
@@ -103,7 +103,7 @@ impl BackgroundService for RunWorkers {
             let config = &snapshot.config;
             inner.expire_leases(config).await;
             while tasks.len() < config.runs.workers {
-                match inner.claim(config).await {
+                match inner.claim(&snapshot).await {
                     Some(claimed) => {
                         tasks.spawn(inner.clone().work(claimed));
                     }
@@ -211,9 +211,9 @@ impl Inner {
     }
 
     /// Claims the next run this process may start: the owner's tier caps their runs at once.
-    async fn claim(&self, config: &Config) -> Option<Claimed> {
-        let snapshot = self.live.load_full();
-        let lease = config.runs.lease;
+    async fn claim(&self, snapshot: &Arc<Snapshot>) -> Option<Claimed> {
+        let snapshot = snapshot.clone();
+        let lease = snapshot.config.runs.lease;
         let now = self.clock.now_ms();
         let billing = self.billing.clone();
         let claimed = self
