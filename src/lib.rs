@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod headers;
+pub mod http_client;
 pub mod ledger;
 pub mod limits;
 pub mod local_http;

@@ -20,6 +20,7 @@ use super::byok::ProviderKey;
 use super::output::{self, NodeOutput, OutputAssembler};
 use super::queue::{Run, RunError};
 use crate::headers;
+use crate::http_client::error_chain;
 use crate::tenants;
 
 /// Largest error body read from a failed call.
@@ -187,13 +188,9 @@ fn loopback(listen: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// A client error's text, with its cause, without the URL (loopback noise).
+/// A client error's text, with its causes, without the URL (loopback noise).
 fn without_url(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    match std::error::Error::source(&e) {
-        Some(source) => format!("{e}: {source}"),
-        None => e.to_string(),
-    }
+    error_chain(&e.without_url())
 }
 
 async fn read_capped(response: reqwest::Response) -> Vec<u8> {

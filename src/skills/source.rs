@@ -14,6 +14,7 @@
 //! Without a TLS feature on reqwest only `http://` URLs work — the tailnet's addresses are plain
 //! HTTP. Timeouts here are real time, like every network timeout in the gateway.
 
+use crate::http_client::error_chain;
 use std::fmt;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -295,18 +296,6 @@ async fn fetch_url(
     tokio::time::timeout(timeout, fetch)
         .await
         .map_err(|_| SourceError::Timeout { after: timeout })?
-}
-
-/// An error and its causes on one line: reqwest's own message alone is "error sending request".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The fixtures the source and cache tests share: `tests/fixtures/skills/inventory.sh` over a

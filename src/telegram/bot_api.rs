@@ -18,6 +18,7 @@
 //!
 //! Not for: pacing, splitting or retrying (`reply`), or what to send (the worker).
 
+use crate::http_client::error_chain;
 use std::fmt;
 use std::time::Duration;
 
@@ -405,18 +406,6 @@ impl BotApi {
     fn scrub(&self, text: &str) -> String {
         text.replace(self.token.0.as_str(), REDACTED)
     }
-}
-
-/// An error and its sources, one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,0 +1,50 @@
+//! What the gateway's outgoing HTTP clients (run workers to the proxy, skills inventories, the
+//! Telegram Bot API) share: an error told with its causes.
+
+/// An error and its causes on one line: reqwest's own message alone is "error sending request".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn an_error_is_told_with_every_cause() {
+        let chain = Wrapped(
+            "error sending request",
+            Some(Box::new(Wrapped(
+                "client error (Connect)",
+                Some(Box::new(Wrapped("connection refused", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&chain),
+            "error sending request: client error (Connect): connection refused"
+        );
+        assert_eq!(error_chain(&Wrapped("timed out", None)), "timed out");
+    }
+}
