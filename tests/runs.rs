@@ -75,63 +75,8 @@ async fn run_row(gw: &Gateway, id: &str) -> (String, i64, bool) {
     }
 }
 
-/// A customer with a gateway key of `tier`; requests carry the test provider key (BYOK).
-struct Customer {
-    key: String,
-    base: String,
-}
-
+/// What the runs tests ask of a customer.
 impl Customer {
-    async fn new(gw: &Gateway, user: &str, tier: &str) -> Customer {
-        let (_, key) = gw.create_key(user, Some(tier)).await;
-        Customer {
-            key,
-            base: gw.url(""),
-        }
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        client()
-            .request(method, format!("{}{path}", self.base))
-            .header("x-gateway-key", &self.key)
-    }
-
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.request(reqwest::Method::GET, path)
-    }
-
-    /// `GET path`, as JSON.
-    async fn get_json(&self, path: &str) -> Value {
-        self.get(path).send().await.unwrap().json().await.unwrap()
-    }
-
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.request(reqwest::Method::POST, path)
-    }
-
-    /// Codex mode: the token the gateway sends for this customer's runs.
-    async fn store_codex_token(&self) {
-        let stored = self
-            .request(reqwest::Method::PUT, "/api/oauth/codex")
-            .json(&json!({ "token": "codex-token-of-the-customer" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stored.status(), 200);
-    }
-
-    async fn tenant(&self, name: &str) -> String {
-        let response = self
-            .post("/api/tenants")
-            .json(&json!({ "name": name }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "tenant created");
-        let v: Value = response.json().await.unwrap();
-        v["id"].as_str().unwrap().to_owned()
-    }
-
     async fn submit(&self, tenant: &str, text: &str) -> String {
         self.submit_template(tenant, "summarize", text).await
     }

@@ -53,39 +53,8 @@ async fn gateway(node: &MockNode) -> Gateway {
     Gateway::start(Setup::pools(&pools).top(top()).clock_starting_at(T0)).await
 }
 
-struct Customer {
-    key: String,
-    base: String,
-}
-
+/// What the skills tests ask of a customer.
 impl Customer {
-    async fn new(gw: &Gateway, user: &str) -> Customer {
-        let (_, key) = gw.create_key(user, Some("tier1")).await;
-        Customer {
-            key,
-            base: gw.url(""),
-        }
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        client()
-            .request(method, format!("{}{path}", self.base))
-            .header("x-gateway-key", &self.key)
-    }
-
-    async fn tenant(&self) -> String {
-        let created: Value = self
-            .request(reqwest::Method::POST, "/api/tenants")
-            .json(&json!({ "name": "Acme" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        created["id"].as_str().unwrap().to_owned()
-    }
-
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.request(method, path);
         if let Some(body) = body {
@@ -125,8 +94,8 @@ fn names(view: &Value) -> Vec<String> {
 async fn a_tenant_sees_its_runtimes_skills_merged_with_its_policy_bootstrapped_with_basic() {
     let node = node_with(NEWEST).await;
     let gw = gateway(&node).await;
-    let ana = Customer::new(&gw, "ana").await;
-    let tenant = ana.tenant().await;
+    let ana = Customer::new(&gw, "ana", "tier1").await;
+    let tenant = ana.tenant("Acme").await;
 
     let view = ana.view(&tenant, false).await;
     assert_eq!(view["runtime"], "openclaw");
@@ -194,8 +163,8 @@ async fn a_tenant_sees_its_runtimes_skills_merged_with_its_policy_bootstrapped_w
 async fn packs_diagnostics_and_both_remediations() {
     let node = node_with(NEWEST).await;
     let gw = gateway(&node).await;
-    let ana = Customer::new(&gw, "ana").await;
-    let tenant = ana.tenant().await;
+    let ana = Customer::new(&gw, "ana", "tier1").await;
+    let tenant = ana.tenant("Acme").await;
     ana.view(&tenant, false).await;
 
     let (_, packs) = ana
@@ -314,8 +283,8 @@ async fn packs_diagnostics_and_both_remediations() {
 async fn a_failing_source_serves_the_last_good_inventory_marked_stale() {
     let node = node_with(NEWEST).await;
     let gw = gateway(&node).await;
-    let ana = Customer::new(&gw, "ana").await;
-    let tenant = ana.tenant().await;
+    let ana = Customer::new(&gw, "ana", "tier1").await;
+    let tenant = ana.tenant("Acme").await;
     assert_eq!(names(&ana.view(&tenant, true).await).len(), 12);
 
     // An older OpenClaw's field set, after the TTL: served as is.
@@ -369,9 +338,9 @@ async fn a_failing_source_serves_the_last_good_inventory_marked_stale() {
 async fn another_owners_tenant_answers_404_and_a_runtime_without_a_source_503() {
     let node = node_with(NEWEST).await;
     let gw = gateway(&node).await;
-    let ana = Customer::new(&gw, "ana").await;
-    let eve = Customer::new(&gw, "eve").await;
-    let tenant = ana.tenant().await;
+    let ana = Customer::new(&gw, "ana", "tier1").await;
+    let eve = Customer::new(&gw, "eve", "tier1").await;
+    let tenant = ana.tenant("Acme").await;
     let attempts = [
         (
             reqwest::Method::GET,

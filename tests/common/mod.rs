@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 pub const EXOCLAW: &str = env!("CARGO_BIN_EXE_exoclaw");
@@ -568,4 +569,63 @@ pub async fn holding_node() -> (
     .await
     .expect("the mock node starts");
     (node, gate)
+}
+
+/// A customer with a gateway key of `tier`, calling the control plane; requests carry the test
+/// provider key (BYOK). Each test file adds what it asks of one.
+pub struct Customer {
+    key: String,
+    base: String,
+}
+
+impl Customer {
+    pub async fn new(gw: &Gateway, user: &str, tier: &str) -> Customer {
+        let (_, key) = gw.create_key(user, Some(tier)).await;
+        Customer {
+            key,
+            base: gw.url(""),
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .request(method, format!("{}{path}", self.base))
+            .header("x-gateway-key", &self.key)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// `GET path`, as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    /// Codex mode: the token the gateway sends for this customer's runs.
+    pub async fn store_codex_token(&self) {
+        let stored = self
+            .request(reqwest::Method::PUT, "/api/oauth/codex")
+            .json(&json!({ "token": "codex-token-of-the-customer" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), 200);
+    }
+
+    pub async fn tenant(&self, name: &str) -> String {
+        let response = self
+            .post("/api/tenants")
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "tenant created");
+        let v: Value = response.json().await.unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
 }
