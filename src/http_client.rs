@@ -1,5 +1,16 @@
 //! What the gateway's outgoing HTTP clients (run workers to the proxy, skills inventories, the
-//! Telegram Bot API) share: an error told with its causes.
+//! Telegram Bot API) share: how they are built, and an error told with its causes.
+//!
+//! HTTPS goes through rustls with the ring provider (the one Pingora uses) and the platform's
+//! certificate store. reqwest asks for the process's default provider when a client is built
+//! and panics without one, so every client starts from `builder()`, which installs it first.
+
+/// A client builder with HTTPS ready: the ring provider installed for the process (once; later
+/// calls and a provider installed by someone else are fine).
+pub fn builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
 
 /// An error and its causes on one line: reqwest's own message alone is "error sending request".
 pub fn error_chain(e: &dyn std::error::Error) -> String {

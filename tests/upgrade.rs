@@ -15,7 +15,7 @@ const UNLIMITED: &str =
 
 /// A fresh connection per request, as load generators and short-lived SDK clients open them.
 fn fresh_connection_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    exoclaw::http_client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(20))
@@ -25,7 +25,7 @@ fn fresh_connection_client() -> reqwest::Client {
 
 /// Connections kept alive between requests, as a long-running SDK client keeps them.
 fn keep_alive_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    exoclaw::http_client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(20))
         .build()

@@ -23,6 +23,18 @@ pub struct ConfigFile {
     pub runs: Option<RunsSection>,
     pub artifacts: Option<ArtifactsSection>,
     pub skills: Option<SkillsSection>,
+    pub telegram: Option<TelegramSection>,
+}
+
+/// The shared Telegram bot (`telegram:`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSection {
+    pub bot_username: String,
+    pub bot_token_env: Option<String>,
+    pub webhook_secret_env: Option<String>,
+    pub template: String,
+    pub api_base: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod bounds;
 pub mod file;
 pub mod skills;
+pub mod telegram;
 mod text;
 pub mod units;
 
@@ -87,6 +88,8 @@ pub struct Config {
     pub artifacts: Artifacts,
     /// Skill packs (`skills.packs`).
     pub skills: skills::Skills,
+    /// The shared Telegram bot, when configured.
+    pub telegram: Option<telegram::Telegram>,
 }
 
 impl Config {
@@ -491,6 +494,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         runs,
         artifacts,
         skills: skills_section,
+        telegram: telegram_section,
     } = raw;
     let database = match database {
         Some(path) if path.trim().is_empty() => return Err(err("database", "must not be empty")),
@@ -515,6 +519,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     let runs = agents::runs(runs)?;
     let artifacts = agents::artifacts(artifacts, &database)?;
     let skills = skills::skills(skills_section)?;
+    let telegram = telegram::telegram(telegram_section, &templates, auth.mode)?;
     Ok(Config {
         server,
         database,
@@ -529,6 +534,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         runs,
         artifacts,
         skills,
+        telegram,
     })
 }
 

@@ -65,7 +65,7 @@ impl NodeClient {
     /// `listen` is the proxy's listen address; an unspecified one (`0.0.0.0`) is reached over
     /// loopback.
     pub fn new(listen: SocketAddr, secret: Arc<str>) -> Result<NodeClient, String> {
-        let client = reqwest::Client::builder()
+        let client = crate::http_client::builder()
             // Never through an HTTP proxy from the environment: this is loopback.
             .no_proxy()
             .pool_idle_timeout(std::time::Duration::from_secs(10))

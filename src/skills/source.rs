@@ -143,11 +143,11 @@ impl InventorySource {
 
 /// The HTTP client URL sources use: no redirects, no proxy from the environment.
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::http_client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
-        .unwrap_or_default()
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 async fn run_command(argv: &[String], timeout: Duration) -> Result<Vec<u8>, SourceError> {

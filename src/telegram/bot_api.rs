@@ -9,12 +9,8 @@
 //!
 //! The base URL is configurable (`telegram.api_base`): the tests point it at `fake::FakeBotApi`.
 //!
-//! **TLS is not switched on yet.** `https://api.telegram.org` needs `reqwest`'s feature
-//! `rustls-no-provider` (rustls on the `ring` provider Pingora already builds, and the system's
-//! roots). That feature makes *every* `reqwest::Client` in the process ask for the process-wide
-//! rustls provider when it is built, and panic if none is installed: the run workers' and the
-//! skills sources' clients too. So it lands together with one start-up call that installs `ring`
-//! before any client is built; `BotApi::new` already installs it for itself.
+//! HTTPS (`https://api.telegram.org`) goes through rustls and the system's roots, as every
+//! outgoing client's (`http_client::builder`).
 //!
 //! Not for: pacing, splitting or retrying (`reply`), or what to send (the worker).
 
@@ -261,10 +257,7 @@ impl BotApi {
                 "telegram api_base {api_base:?} is not an http(s) URL"
             ));
         }
-        // reqwest's rustls (once enabled, see above) asks for the process's crypto provider:
-        // ring, as Pingora installs it; a no-op when one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let http = crate::http_client::builder()
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()

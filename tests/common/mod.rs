@@ -484,7 +484,7 @@ pub fn client() -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {PROVIDER_KEY}").parse().unwrap(),
     );
-    reqwest::Client::builder()
+    exoclaw::http_client::builder()
         .no_proxy()
         .default_headers(headers)
         .timeout(Duration::from_secs(20))
@@ -494,7 +494,7 @@ pub fn client() -> reqwest::Client {
 
 /// A client that sends no Authorization header at all.
 pub fn bare_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    exoclaw::http_client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(20))
         .build()
