@@ -12,12 +12,14 @@
 //! | `/api/tenants…`, `/api/templates` | `tenants` |
 //! | `/api/runs…` | `runs` |
 //! | `/api/runtime/skills…` | `skills` |
+//! | `/api/webhooks/telegram` | `telegram_webhook` |
 
 pub mod account;
 pub mod extract;
 pub mod runs;
 pub mod serve;
 pub mod skills;
+pub mod telegram_webhook;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -53,6 +55,8 @@ pub struct Sidecar {
     pub runs: Arc<RunService>,
     /// Every runtime's skills inventory.
     pub skills: Arc<crate::skills::cache::Inventories>,
+    /// The shared Telegram bot, which the webhook hands updates to.
+    pub bot: Arc<crate::telegram::bot::Bot>,
 }
 
 /// Every route of the control plane.
@@ -64,6 +68,7 @@ pub fn router(sidecar: Arc<Sidecar>) -> Router {
             put(account::store_codex_token).delete(account::delete_codex_token),
         )
         .route("/api/webhooks/stripe", post(account::stripe_webhook))
+        .route("/api/webhooks/telegram", post(telegram_webhook::webhook))
         .route("/onboard/{token}", get(account::download_kit))
         .route("/api/templates", get(tenants::list_templates))
         .route("/api/tenants", post(tenants::create).get(tenants::list))
