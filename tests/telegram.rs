@@ -201,10 +201,28 @@ async fn a_wrong_secret_changes_nothing_and_a_redelivered_update_is_processed_on
     let bad = deliver(&h.gw, Some(SECRET), &json!({ "update_id": "seven" })).await;
     assert_eq!(bad.status(), 400);
     assert_eq!(error_field(bad, "code").await, "invalid_update");
-    // The token went only into the Bot API's path, never into the log.
+    // The token went only into the Bot API's path, never into the log or the metrics.
     assert!(h.fake.calls().iter().all(|c| c.token == BOT_TOKEN));
     assert!(!h.gw.log().contains(BOT_TOKEN));
     assert!(!h.gw.log().contains(SECRET));
+    let metrics = client()
+        .get(h.gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "exoclaw_telegram_updates_total{result=\"unauthorized\"} 4",
+        "exoclaw_telegram_updates_total{result=\"accepted\"} 1",
+        "exoclaw_telegram_updates_total{result=\"duplicate\"} 1",
+        "exoclaw_telegram_updates_total{result=\"invalid\"} 1",
+        "exoclaw_telegram_messages_total{result=\"sent\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    assert!(!metrics.contains(BOT_TOKEN));
 }
 
 #[tokio::test]
