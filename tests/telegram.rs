@@ -299,6 +299,25 @@ async fn pairing_works_once_with_a_valid_code_and_never_without_one() {
     let answer = ask(&h, 604, &format!("/start {good}")).await;
     assert!(answer.starts_with("✅"), "after the window: {answer}");
 
+    // In a group the bot runs nothing and answers only commands addressed to it.
+    let group = |text: &str| {
+        let mut update = message(602, text);
+        update["message"]["chat"] = json!({ "id": -4001, "type": "group", "title": "Team" });
+        update
+    };
+    for text in ["hello everyone", "/help@other_bot", "/help@exoclaw_bot"] {
+        h.gw.advance_clock(1_000).await;
+        assert_eq!(
+            deliver(&h.gw, Some(SECRET), &group(text)).await.status(),
+            200
+        );
+    }
+    let texts = received(&h.fake, -4001, 1).await;
+    settle().await;
+    assert_eq!(h.fake.delivered_texts(-4001).len(), 1, "{texts:?}");
+    assert!(texts[0].contains("private chats"), "{}", texts[0]);
+    assert_eq!(count(&h.gw, "SELECT COUNT(*) FROM runs"), 0);
+
     // /unpair: the user is a stranger again.
     let answer = ask(&h, 601, "/unpair").await;
     assert!(answer.contains("no longer paired with “Shop”"), "{answer}");
