@@ -42,6 +42,10 @@ pub const RATE_LIMIT: &str = "x-ratelimit-limit-requests";
 pub const RATE_REMAINING: &str = "x-ratelimit-remaining-requests";
 pub const RATE_RESET: &str = "x-ratelimit-reset-requests";
 
+/// Proxy → sidecar: the keyed hash of the client's address (`ledger::ip_hash`), for limits per
+/// address (the dashboard's sign-ups) without the address itself.
+pub const CLIENT_ADDRESS: &str = "x-exoclaw-client";
+
 /// Proxy → sidecar: the tier the caller's request ran under.
 pub const TIER: &str = "x-exoclaw-tier";
 /// Stripe's webhook signature.
@@ -61,8 +65,9 @@ pub const RUN_POOL: &str = "x-exoclaw-run-pool";
 pub const RUN_TIER: &str = "x-exoclaw-run-tier";
 
 /// Headers a client may send but no node or sidecar may ever see from the client.
-pub const STRIPPED_FROM_CLIENT: [&str; 11] = [
+pub const STRIPPED_FROM_CLIENT: [&str; 12] = [
     FORWARDED_USER,
+    CLIENT_ADDRESS,
     CODEX_TOKEN,
     GATEWAY_KEY,
     INTERNAL_SECRET,

@@ -243,6 +243,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         runs: runs.clone(),
         skills: skills.clone(),
         bot: bot.clone(),
+        pages: Default::default(),
     });
     let mut sidecar = Service::new(
         "sidecar".to_owned(),

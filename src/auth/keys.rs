@@ -113,6 +113,11 @@ impl KeyIndex {
         self.by_hash.get(&hash(presented))
     }
 
+    /// The active key whose SHA-256 is `hash` (a dashboard session remembers its key so).
+    pub fn by_hash(&self, hash: &[u8; 32]) -> Option<&Arc<KeyRecord>> {
+        self.by_hash.get(hash)
+    }
+
     pub fn records(&self) -> impl Iterator<Item = &Arc<KeyRecord>> {
         self.by_hash.values()
     }

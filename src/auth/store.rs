@@ -104,6 +104,15 @@ pub fn users_with_active_keys(
     Ok(holding)
 }
 
+/// Whether `user` ever held a key, revoked or not: a name taken once stays taken.
+pub fn user_has_keys(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM api_keys WHERE user_id = ?1)",
+        params![user],
+        |r| r.get(0),
+    )
+}
+
 /// The comped tier of each of `user`'s active keys (None: a key without one); empty when the
 /// user holds no active key.
 pub fn active_key_tiers(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Option<String>>> {

@@ -24,6 +24,16 @@ pub struct ConfigFile {
     pub artifacts: Option<ArtifactsSection>,
     pub skills: Option<SkillsSection>,
     pub telegram: Option<TelegramSection>,
+    pub dashboard: Option<DashboardSection>,
+}
+
+/// The web dashboard (`dashboard:`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSection {
+    pub signup: Option<bool>,
+    pub signups_per_hour: Option<u32>,
+    pub session_ttl: Option<String>,
 }
 
 /// The shared Telegram bot (`telegram:`).
@@ -118,6 +128,10 @@ pub struct TierSection {
     pub runs_per_month: Option<LimitValue>,
     /// A user's runs working at once; absent: 1.
     pub max_concurrent_runs: Option<u32>,
+    /// What the pricing page shows as the price (`"$99 / month"`).
+    pub price: Option<String>,
+    /// Where the tier is bought (a Stripe Payment Link).
+    pub checkout_url: Option<String>,
 }
 
 /// A count, or `unlimited`.

@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod bounds;
+pub mod dashboard;
 pub mod file;
 pub mod skills;
 pub mod telegram;
@@ -90,6 +91,8 @@ pub struct Config {
     pub skills: skills::Skills,
     /// The shared Telegram bot, when configured.
     pub telegram: Option<telegram::Telegram>,
+    /// The web dashboard.
+    pub dashboard: dashboard::Dashboard,
 }
 
 impl Config {
@@ -149,6 +152,10 @@ pub struct Tier {
     pub runs_per_month: Limit,
     /// A user's runs working at once.
     pub max_concurrent_runs: u32,
+    /// The price the pricing page shows.
+    pub price: Option<String>,
+    /// Where the tier is bought (a Stripe Payment Link or Checkout URL).
+    pub checkout_url: Option<String>,
 }
 
 /// Stripe webhooks and how their objects map to tiers.
@@ -510,6 +517,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         artifacts,
         skills: skills_section,
         telegram: telegram_section,
+        dashboard: dashboard_section,
     } = raw;
     let database = match database {
         Some(path) if path.trim().is_empty() => return Err(err("database", "must not be empty")),
@@ -535,6 +543,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
     let artifacts = agents::artifacts(artifacts, &database)?;
     let skills = skills::skills(skills_section)?;
     let telegram = telegram::telegram(telegram_section, &templates, auth.mode)?;
+    let dashboard = dashboard::dashboard(dashboard_section)?;
     Ok(Config {
         server,
         database,
@@ -550,6 +559,7 @@ fn validate(raw: ConfigFile) -> Result<Config, ConfigError> {
         artifacts,
         skills,
         telegram,
+        dashboard,
     })
 }
 
@@ -779,6 +789,8 @@ fn validate_tiers(
                 max_tenants: None,
                 runs_per_month: None,
                 max_concurrent_runs: None,
+                price: None,
+                checkout_url: None,
             },
         )])
     });
@@ -794,6 +806,8 @@ fn validate_tiers(
             max_tenants,
             runs_per_month,
             max_concurrent_runs,
+            price,
+            checkout_url,
         } = section;
         let requests_per_minute = within(
             &format!("{at}.requests_per_minute"),
@@ -838,6 +852,8 @@ fn validate_tiers(
                 &format!("{at}.max_concurrent_runs"),
                 max_concurrent_runs,
             )?,
+            price: dashboard::price(&format!("{at}.price"), price)?,
+            checkout_url: dashboard::checkout_url(&format!("{at}.checkout_url"), checkout_url)?,
         };
         tiers.insert(name, tier);
     }

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "telegram runs",
         include_str!("../../migrations/0010_telegram_runs.sql"),
     ),
+    (
+        11,
+        "dashboard",
+        include_str!("../../migrations/0011_dashboard.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet recorded; returns how many ran.

@@ -293,7 +293,7 @@ impl ProxyHttp for Gateway {
                 let path = ctx.path.clone();
                 return reject(session, ctx, ApiError::not_found(&path)).await;
             }
-            Route::Node | Route::Sidecar | Route::Webhook | Route::Onboard => {}
+            Route::Node | Route::Sidecar | Route::Webhook | Route::Onboard | Route::Page => {}
         }
         if ctx.route == Route::Node
             && session
@@ -332,6 +332,12 @@ impl ProxyHttp for Gateway {
             // A kit link is its own credential; an unknown one counts as a failed
             // authentication (in `response_filter`), so guessing runs into the guard above.
             ctx.identity = Some(Identity::without_key(crate::onboard::link::DOWNLOADER));
+            return Ok(false);
+        }
+        if ctx.route == Route::Page {
+            // A browser proves itself with its session cookie at the sidecar; a refused
+            // sign-in (401) counts as a failed authentication, as a wrong key on /v1 does.
+            ctx.identity = Some(Identity::without_key(crate::dashboard::BROWSER));
             return Ok(false);
         }
         let run_call = match ctx.route {
@@ -427,7 +433,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let snapshot = ctx.snapshot()?.clone();
-        if matches!(ctx.route, Route::Sidecar | Route::Webhook | Route::Onboard) {
+        if matches!(
+            ctx.route,
+            Route::Sidecar | Route::Webhook | Route::Onboard | Route::Page
+        ) {
             let addr = snapshot.config.server.sidecar_listen;
             ctx.node = Some((Arc::from("sidecar"), addr));
             return Ok(Box::new(HttpPeer::new(addr, false, String::new())));
@@ -559,6 +568,9 @@ impl ProxyHttp for Gateway {
             if !ctx.tier.is_empty() {
                 upstream.insert_header(headers::TIER, ctx.tier.as_str())?;
             }
+            if let Some(hash) = &ctx.ip_hash {
+                upstream.insert_header(headers::CLIENT_ADDRESS, hash.as_str())?;
+            }
         }
         if ctx.path_rewritten {
             let query = upstream
@@ -617,7 +629,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.first_byte.get_or_insert_with(Instant::now);
         ctx.response_status = response.status.as_u16();
-        if let (Route::Onboard, 404, Some(ip)) = (ctx.route, ctx.response_status, ctx.client_ip) {
+        let failed_credential = matches!(
+            (ctx.route, ctx.response_status),
+            (Route::Onboard, 404) | (Route::Page, 401)
+        );
+        if let (true, Some(ip)) = (failed_credential, ctx.client_ip) {
             self.auth_failures.record_failure(ip, ctx.arrived_ms);
         }
         if ctx.route == Route::Node {
@@ -689,7 +705,7 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        if let Some(ledger) = ctx.ledger.take().filter(|_| ctx.route != Route::Health) {
+        if let Some(ledger) = ctx.ledger.take().filter(|_| ctx.route.is_ledgered()) {
             let record = ctx.ledger_record(status);
             self.observe(ctx, status, &record);
             if self.anonymous_row_allowed(ctx) {
@@ -752,6 +768,7 @@ impl Gateway {
             Route::Sidecar => "api",
             Route::Webhook => "webhook",
             Route::Onboard => "onboard",
+            Route::Page => "page",
             Route::Unknown => "unknown",
         };
         let pool = ctx.pool.as_deref().unwrap_or("-");
@@ -797,7 +814,7 @@ impl Drop for RequestCtx {
     /// A request whose task ended without `logging` — cut at the end of a shutdown's grace
     /// period — still leaves its row, with the tokens estimated from what passed.
     fn drop(&mut self) {
-        if let Some(ledger) = self.ledger.take().filter(|_| self.route != Route::Health) {
+        if let Some(ledger) = self.ledger.take().filter(|_| self.route.is_ledgered()) {
             let status = self.response_status;
             let mut record = self.ledger_record(status);
             record

@@ -15,8 +15,20 @@ pub enum Route {
     /// `/onboard/*`: one-time kit download links, handed to the sidecar without a gateway key
     /// (the downloader has none yet: the link's 256-bit token is the credential).
     Onboard,
+    /// The dashboard's pages and assets (`/`, `/pricing`, `/signup`, `/signin`, `/signout`,
+    /// `/dashboard…`, `/assets/…`): handed to the sidecar without a gateway key; a signed-in
+    /// browser proves itself with its session cookie there.
+    Page,
     /// Anything else: 404.
     Unknown,
+}
+
+impl Route {
+    /// Whether a request leaves a row in the usage ledger: health probes and the dashboard's
+    /// page views are not usage.
+    pub fn is_ledgered(self) -> bool {
+        !matches!(self, Route::Health | Route::Page)
+    }
 }
 
 /// The one endpoint whose request body the gateway may rewrite (`include_usage`).
@@ -41,6 +53,8 @@ pub fn classify(path: &str) -> Route {
         p if p.starts_with("/api/webhooks/") => Route::Webhook,
         p if p.starts_with("/api/") => Route::Sidecar,
         p if p.starts_with("/onboard/") => Route::Onboard,
+        "/" | "/pricing" | "/signup" | "/signin" | "/signout" | "/dashboard" => Route::Page,
+        p if p.starts_with("/dashboard/") || p.starts_with("/assets/") => Route::Page,
         _ => Route::Unknown,
     }
 }
@@ -61,7 +75,12 @@ mod tests {
         assert_eq!(classify("/apix"), Route::Unknown);
         assert_eq!(classify("/onboard/0123abcd"), Route::Onboard);
         assert_eq!(classify("/onboard"), Route::Unknown);
-        assert_eq!(classify("/"), Route::Unknown);
+        assert_eq!(classify("/"), Route::Page);
+        assert_eq!(classify("/dashboard"), Route::Page);
+        assert_eq!(classify("/dashboard/runs/run_1"), Route::Page);
+        assert_eq!(classify("/assets/app.css"), Route::Page);
+        assert_eq!(classify("/dashboards"), Route::Unknown);
+        assert_eq!(classify("/index.html"), Route::Unknown);
     }
 
     #[test]

@@ -43,30 +43,33 @@ pub async fn subscription(
     State(sidecar): State<Arc<Sidecar>>,
     Customer(caller): Customer,
 ) -> Response {
+    extract::json(200, subscription_view(&sidecar, &caller))
+}
+
+/// The caller's tier, status, this month's usage and what is left (the API's answer, and what
+/// the dashboard shows).
+pub fn subscription_view(sidecar: &Sidecar, caller: &Caller) -> serde_json::Value {
     let snapshot = sidecar.live.load_full();
     let config = &snapshot.config;
     let now = sidecar.clock.now_ms();
-    let (tier_name, tier) = sidecar.tier_of(&caller, config);
+    let (tier_name, tier) = sidecar.tier_of(caller, config);
     let month = Month::of_unix_ms(now);
     let used = sidecar.billing.quotas.used(&caller.user, now);
-    extract::json(
-        200,
-        json!({
-            "user": caller.user,
-            "tier": tier_name,
-            "status": sidecar.billing.plans.load().status(&caller.user),
-            "requests_per_minute": tier.requests_per_minute,
-            "month": month.label(),
-            "requests_this_month": used,
-            "monthly_requests": tier.monthly_requests,
-            "remaining": tier.monthly_requests.map(|limit| limit.saturating_sub(used)),
-            "resets_on": month.next_start_label(),
-            "max_tenants": tier.max_tenants.count(),
-            "runs_per_month": tier.runs_per_month.count(),
-            "max_concurrent_runs": tier.max_concurrent_runs,
-            "upgrade_url": config.stripe.upgrade_url,
-        }),
-    )
+    json!({
+        "user": caller.user,
+        "tier": tier_name,
+        "status": sidecar.billing.plans.load().status(&caller.user),
+        "requests_per_minute": tier.requests_per_minute,
+        "month": month.label(),
+        "requests_this_month": used,
+        "monthly_requests": tier.monthly_requests,
+        "remaining": tier.monthly_requests.map(|limit| limit.saturating_sub(used)),
+        "resets_on": month.next_start_label(),
+        "max_tenants": tier.max_tenants.count(),
+        "runs_per_month": tier.runs_per_month.count(),
+        "max_concurrent_runs": tier.max_concurrent_runs,
+        "upgrade_url": config.stripe.upgrade_url,
+    })
 }
 
 /// `PUT /api/oauth/codex`.

@@ -13,6 +13,7 @@
 //! | `/api/runs…` | `runs` |
 //! | `/api/runtime/skills…` | `skills` |
 //! | `/api/webhooks/telegram` | `telegram_webhook` |
+//! | `/`, `/pricing`, `/signup`, `/signin`, `/signout`, `/dashboard…`, `/assets/…` | `crate::dashboard` |
 
 pub mod account;
 pub mod extract;
@@ -57,6 +58,8 @@ pub struct Sidecar {
     pub skills: Arc<crate::skills::cache::Inventories>,
     /// The shared Telegram bot, which the webhook hands updates to.
     pub bot: Arc<crate::telegram::bot::Bot>,
+    /// What the dashboard's pages keep in memory (sign-ups per address).
+    pub pages: crate::dashboard::Pages,
 }
 
 /// Every route of the control plane.
@@ -94,13 +97,18 @@ pub fn router(sidecar: Arc<Sidecar>) -> Router {
         )
         .route("/api/runtime/skills/diagnostics", get(skills::diagnose))
         .route("/api/runtime/skills/remediate", post(skills::remediate))
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(sidecar)
 }
 
-async fn not_found(request: Request) -> ApiError {
-    ApiError::not_found(request.uri().path())
+async fn not_found(request: Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match crate::dashboard::is_page_path(request.uri().path()) {
+        true => crate::dashboard::page_not_found().await,
+        false => ApiError::not_found(request.uri().path()).into_response(),
+    }
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {

@@ -4,7 +4,11 @@
 //! - `POST /api/tenants {name}` → 201; one past the tier's `max_tenants` → 402 naming the tier
 //!   and where to upgrade. `GET /api/tenants`, `GET/PATCH/DELETE /api/tenants/{id}`.
 //! - Another user's tenant answers 404, exactly like one that does not exist.
-//! - Deleting a tenant cancels its queued runs and stops its running ones.
+//! - Deleting a tenant cancels its queued runs and stops its running ones, and removes its
+//!   Telegram pairings and pending pairing codes.
+//!
+//! The work of each route is an action (`create_tenant`, `list_tenants`, `rename_tenant`,
+//! `delete_tenant`) that the dashboard's pages call too, with the signed-in user as the caller.
 
 use std::sync::Arc;
 
@@ -13,10 +17,11 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{self, Customer, Id, JsonBody};
+use super::extract::{self, Caller, Customer, Id, JsonBody};
 use super::Sidecar;
 use crate::api_error::{shown, ApiError, ErrorKind};
 use crate::config::{Config, Template};
+use crate::telegram;
 use crate::tenants::{self, store, Tenant};
 
 #[derive(Deserialize)]
@@ -89,11 +94,29 @@ pub async fn create(
     Customer(caller): Customer,
     JsonBody(body): JsonBody<TenantBody>,
 ) -> Result<Response, ApiError> {
-    let name = tenants::clean_name(&body.name)
-        .map_err(|m| ApiError::invalid_request("invalid_name", m))?;
+    let tenant = create_tenant(&sidecar, &caller, &body.name).await?;
+    let snapshot = sidecar.live.load_full();
+    let (tier, _) = sidecar.tier_of(&caller, &snapshot.config);
+    let mut response = extract::json(201, tenant_json(&tenant, &snapshot.config, tier));
+    if let Ok(location) = format!("/api/tenants/{}", tenant.id).parse() {
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Creates a tenant of the caller's within their tier's `max_tenants` (402 past it).
+pub async fn create_tenant(
+    sidecar: &Sidecar,
+    caller: &Caller,
+    name: &str,
+) -> Result<Tenant, ApiError> {
+    let name =
+        tenants::clean_name(name).map_err(|m| ApiError::invalid_request("invalid_name", m))?;
     let snapshot = sidecar.live.load_full();
     let config = &snapshot.config;
-    let (tier_name, tier) = sidecar.tier_of(&caller, config);
+    let (tier_name, tier) = sidecar.tier_of(caller, config);
     let max = tier.max_tenants.count();
     let (id, owner, now) = (
         tenants::new_id(),
@@ -108,13 +131,7 @@ pub async fn create(
     match created {
         store::Created::Tenant(tenant) => {
             tracing::info!(user = %caller.user, tenant = %tenant.id, "tenant created");
-            let mut response = extract::json(201, tenant_json(&tenant, config, tier_name));
-            if let Ok(location) = format!("/api/tenants/{}", tenant.id).parse() {
-                response
-                    .headers_mut()
-                    .insert(http::header::LOCATION, location);
-            }
-            Ok(response)
+            Ok(tenant)
         }
         store::Created::OverLimit { used } => Err(over_limit(
             "tenant_limit_reached",
@@ -132,12 +149,7 @@ pub async fn list(
     State(sidecar): State<Arc<Sidecar>>,
     Customer(caller): Customer,
 ) -> Result<Response, ApiError> {
-    let owner = caller.user.clone();
-    let found = sidecar
-        .with_db("tenants", move |conn| {
-            store::list(conn, &owner).map_err(|e| e.to_string())
-        })
-        .await?;
+    let found = list_tenants(&sidecar, &caller).await?;
     let snapshot = sidecar.live.load_full();
     let (tier, _) = sidecar.tier_of(&caller, &snapshot.config);
     let data: Vec<Value> = found
@@ -148,6 +160,16 @@ pub async fn list(
         200,
         json!({ "object": "list", "data": data }),
     ))
+}
+
+/// The caller's tenants.
+pub async fn list_tenants(sidecar: &Sidecar, caller: &Caller) -> Result<Vec<Tenant>, ApiError> {
+    let owner = caller.user.clone();
+    sidecar
+        .with_db("tenants", move |conn| {
+            store::list(conn, &owner).map_err(|e| e.to_string())
+        })
+        .await
 }
 
 /// `GET /api/tenants/{id}`.
@@ -172,18 +194,7 @@ pub async fn rename(
     Id(id): Id,
     JsonBody(body): JsonBody<TenantBody>,
 ) -> Result<Response, ApiError> {
-    let name = tenants::clean_name(&body.name)
-        .map_err(|m| ApiError::invalid_request("invalid_name", m))?;
-    if !tenants::is_id(&id) {
-        return Err(tenant_not_found(&id));
-    }
-    let (owner, now, tenant_id) = (caller.user.clone(), sidecar.clock.now_ms(), id.clone());
-    let renamed = sidecar
-        .with_db("tenants", move |conn| {
-            store::rename(conn, &tenant_id, &owner, &name, now).map_err(|e| e.to_string())
-        })
-        .await?
-        .ok_or_else(|| tenant_not_found(&id))?;
+    let renamed = rename_tenant(&sidecar, &caller, &id, &body.name).await?;
     let snapshot = sidecar.live.load_full();
     let (tier, _) = sidecar.tier_of(&caller, &snapshot.config);
     Ok(extract::json(
@@ -192,30 +203,64 @@ pub async fn rename(
     ))
 }
 
-/// `DELETE /api/tenants/{id}`: its queued runs are canceled and its running ones stopped.
+/// Renames the caller's tenant `id` (404 when it is not theirs).
+pub async fn rename_tenant(
+    sidecar: &Sidecar,
+    caller: &Caller,
+    id: &str,
+    name: &str,
+) -> Result<Tenant, ApiError> {
+    let name =
+        tenants::clean_name(name).map_err(|m| ApiError::invalid_request("invalid_name", m))?;
+    if !tenants::is_id(id) {
+        return Err(tenant_not_found(id));
+    }
+    let (owner, now, tenant_id) = (caller.user.clone(), sidecar.clock.now_ms(), id.to_owned());
+    sidecar
+        .with_db("tenants", move |conn| {
+            store::rename(conn, &tenant_id, &owner, &name, now).map_err(|e| e.to_string())
+        })
+        .await?
+        .ok_or_else(|| tenant_not_found(id))
+}
+
+/// `DELETE /api/tenants/{id}`.
 pub async fn delete(
     State(sidecar): State<Arc<Sidecar>>,
     Customer(caller): Customer,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    if !tenants::is_id(&id) {
-        return Err(tenant_not_found(&id));
-    }
-    let (owner, now, tenant_id) = (caller.user.clone(), sidecar.clock.now_ms(), id.clone());
-    let deleted = sidecar
-        .with_db("tenants", move |conn| {
-            store::delete(conn, &tenant_id, &owner, now).map_err(|e| e.to_string())
-        })
-        .await?;
-    if !deleted {
-        return Err(tenant_not_found(&id));
-    }
-    let canceled = sidecar.runs.cancel_tenant(&id).await?;
-    tracing::info!(user = %caller.user, tenant = %id, canceled, "tenant deleted");
+    let canceled = delete_tenant(&sidecar, &caller, &id).await?;
     Ok(extract::json(
         200,
         json!({ "id": id, "object": "tenant", "deleted": true, "runs_canceled": canceled }),
     ))
+}
+
+/// Deletes the caller's tenant `id`: its queued runs are canceled and its running ones
+/// stopped; its Telegram users are unpaired and its pending pairing codes withdrawn. Returns
+/// how many runs were canceled.
+pub async fn delete_tenant(sidecar: &Sidecar, caller: &Caller, id: &str) -> Result<u64, ApiError> {
+    if !tenants::is_id(id) {
+        return Err(tenant_not_found(id));
+    }
+    let (owner, now, tenant_id) = (caller.user.clone(), sidecar.clock.now_ms(), id.to_owned());
+    let deleted = sidecar
+        .with_db("tenants", move |conn| {
+            let deleted =
+                store::delete(conn, &tenant_id, &owner, now).map_err(|e| e.to_string())?;
+            if deleted {
+                telegram::store::forget_tenant(conn, &tenant_id).map_err(|e| e.to_string())?;
+            }
+            Ok(deleted)
+        })
+        .await?;
+    if !deleted {
+        return Err(tenant_not_found(id));
+    }
+    let canceled = sidecar.runs.cancel_tenant(id).await?;
+    tracing::info!(user = %caller.user, tenant = %id, canceled, "tenant deleted");
+    Ok(canceled)
 }
 
 /// The caller's tenant `id`, or 404 (also when it is someone else's).

@@ -1,6 +1,8 @@
 //! Shared test harness: a real `exoclaw` process on ephemeral ports, talked to over HTTP.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command};
