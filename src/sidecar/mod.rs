@@ -12,12 +12,14 @@
 //! | `/api/tenants…`, `/api/templates` | `tenants` |
 //! | `/api/runs…` | `runs` |
 //! | `/api/runtime/skills…` | `skills` |
+//! | `/api/telegram/pairing`, `/api/telegram/pairings…` | `telegram` |
 
 pub mod account;
 pub mod extract;
 pub mod runs;
 pub mod serve;
 pub mod skills;
+pub mod telegram;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -89,6 +91,12 @@ pub fn router(sidecar: Arc<Sidecar>) -> Router {
         )
         .route("/api/runtime/skills/diagnostics", get(skills::diagnose))
         .route("/api/runtime/skills/remediate", post(skills::remediate))
+        .route("/api/telegram/pairing", post(telegram::create_code))
+        .route("/api/telegram/pairings", get(telegram::list))
+        .route(
+            "/api/telegram/pairings/{id}",
+            axum::routing::delete(telegram::delete),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(sidecar)

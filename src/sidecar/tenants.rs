@@ -4,7 +4,8 @@
 //! - `POST /api/tenants {name}` → 201; one past the tier's `max_tenants` → 402 naming the tier
 //!   and where to upgrade. `GET /api/tenants`, `GET/PATCH/DELETE /api/tenants/{id}`.
 //! - Another user's tenant answers 404, exactly like one that does not exist.
-//! - Deleting a tenant cancels its queued runs and stops its running ones.
+//! - Deleting a tenant cancels its queued runs and stops its running ones, and removes its
+//!   Telegram pairings and pending pairing codes.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::extract::{self, Customer, Id, JsonBody};
 use super::Sidecar;
 use crate::api_error::{shown, ApiError, ErrorKind};
 use crate::config::{Config, Template};
+use crate::telegram;
 use crate::tenants::{self, store, Tenant};
 
 #[derive(Deserialize)]
@@ -192,7 +194,8 @@ pub async fn rename(
     ))
 }
 
-/// `DELETE /api/tenants/{id}`: its queued runs are canceled and its running ones stopped.
+/// `DELETE /api/tenants/{id}`: its queued runs are canceled and its running ones stopped; its
+/// Telegram users are unpaired and its pending pairing codes withdrawn.
 pub async fn delete(
     State(sidecar): State<Arc<Sidecar>>,
     Customer(caller): Customer,
@@ -204,7 +207,12 @@ pub async fn delete(
     let (owner, now, tenant_id) = (caller.user.clone(), sidecar.clock.now_ms(), id.clone());
     let deleted = sidecar
         .with_db("tenants", move |conn| {
-            store::delete(conn, &tenant_id, &owner, now).map_err(|e| e.to_string())
+            let deleted =
+                store::delete(conn, &tenant_id, &owner, now).map_err(|e| e.to_string())?;
+            if deleted {
+                telegram::store::forget_tenant(conn, &tenant_id).map_err(|e| e.to_string())?;
+            }
+            Ok(deleted)
         })
         .await?;
     if !deleted {
