@@ -21,7 +21,9 @@ use zeroize::Zeroizing;
 use crate::config::telegram::Telegram;
 use crate::config::Config;
 use crate::onboard::sheet::utc_label;
-use crate::telegram::bot_api::{BotApi, BotToken, BotUser, WebhookInfo, WebhookSettings};
+use crate::telegram::bot_api::{
+    BotApi, BotApiError, BotToken, BotUser, WebhookInfo, WebhookSettings,
+};
 
 /// Where the gateway takes Telegram's updates.
 pub const WEBHOOK_PATH: &str = "/api/webhooks/telegram";
@@ -53,7 +55,7 @@ pub fn set_webhook(config: &Config, url: &str) -> Result<(), String> {
         secret_token: &secret,
         allowed_updates: ALLOWED_UPDATES,
     };
-    run(api.set_webhook(&settings))?.map_err(|e| e.to_string())?;
+    call(api.set_webhook(&settings))?;
     println!(
         "Webhook set: Telegram sends the bot's messages to {url}, with the secret from {} \
          (updates: {}).",
@@ -66,7 +68,7 @@ pub fn set_webhook(config: &Config, url: &str) -> Result<(), String> {
 /// `exoclaw telegram delete-webhook`.
 pub fn delete_webhook(config: &Config) -> Result<(), String> {
     let api = bot_api(section(config)?)?;
-    run(api.delete_webhook())?.map_err(|e| e.to_string())?;
+    call(api.delete_webhook())?;
     println!(
         "Webhook deleted: Telegram keeps the bot's new messages (up to 24 hours) until a webhook \
          is set again."
@@ -78,12 +80,10 @@ pub fn delete_webhook(config: &Config) -> Result<(), String> {
 pub fn info(config: &Config) -> Result<(), String> {
     let telegram = section(config)?;
     let api = bot_api(telegram)?;
-    let (me, webhook) = run(async {
+    let (me, webhook) = call(async {
         let me = api.get_me().await?;
-        let webhook = api.get_webhook_info().await?;
-        Ok::<_, crate::telegram::bot_api::BotApiError>((me, webhook))
-    })?
-    .map_err(|e| e.to_string())?;
+        Ok((me, api.get_webhook_info().await?))
+    })?;
     let bot = me.username.as_deref().unwrap_or_default();
     if !bot.eq_ignore_ascii_case(&telegram.bot_username) {
         eprintln!(
@@ -213,13 +213,13 @@ fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Runs one Bot API exchange to completion on a runtime of its own.
-fn run<F: Future>(work: F) -> Result<F::Output, String> {
+/// Runs one exchange with the Bot API to completion, on a runtime of its own.
+fn call<T>(work: impl Future<Output = Result<T, BotApiError>>) -> Result<T, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start an async runtime: {e}"))?;
-    Ok(runtime.block_on(work))
+    runtime.block_on(work).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
