@@ -46,6 +46,8 @@ pub const RATE_RESET: &str = "x-ratelimit-reset-requests";
 pub const TIER: &str = "x-exoclaw-tier";
 /// Stripe's webhook signature.
 pub const STRIPE_SIGNATURE: &str = "stripe-signature";
+/// The secret Telegram sends back with every webhook call (`setWebhook`'s `secret_token`).
+pub const TELEGRAM_SECRET: &str = "x-telegram-bot-api-secret-token";
 
 /// Run worker → proxy (with `INTERNAL_SECRET`): the run a node call belongs to.
 pub const RUN_ID: &str = "x-exoclaw-run";

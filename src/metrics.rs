@@ -59,6 +59,10 @@ pub struct Metrics {
     pub run_duration: HistogramVec,
     /// Attempts a run took, counted when it finished.
     pub run_attempts: Histogram,
+    /// Telegram updates at the webhook, by what became of them.
+    pub telegram_updates: IntCounterVec,
+    /// Messages the bot tried to send, by outcome.
+    pub telegram_messages: IntCounterVec,
 }
 
 impl Metrics {
@@ -241,6 +245,16 @@ impl Metrics {
                 "exoclaw_run_attempts",
                 "Attempts a finished run took.",
                 &[1.0, 2.0, 3.0, 5.0, 10.0, 20.0],
+            ),
+            telegram_updates: counter(
+                "exoclaw_telegram_updates_total",
+                "Telegram webhook calls by result (accepted, duplicate, ignored, invalid, unauthorized).",
+                &["result"],
+            ),
+            telegram_messages: counter(
+                "exoclaw_telegram_messages_total",
+                "Bot messages by outcome (sent, retried: a 429 or a failure to reach Telegram, dropped: refused for good).",
+                &["result"],
             ),
             registry,
         }

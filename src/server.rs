@@ -44,6 +44,7 @@ use crate::sidecar::{self, Sidecar};
 use crate::skills::cache::Inventories;
 use crate::skills::refresh::SkillsRefresher;
 use crate::state::{self, LiveSnapshot};
+use crate::telegram::bot::{Bot, BotService};
 use crate::upstream::health::HealthChecker;
 
 /// How the process was started.
@@ -193,6 +194,15 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     let runs = Arc::new(RunService::new(queue, artifacts, clock.clone()));
     let skills = Arc::new(Inventories::new(clock.clone()));
     skills.configure(crate::skills::refresh::sources(config));
+    let bot = Arc::new(Bot::new(
+        live.clone(),
+        clock.clone(),
+        &config.database,
+        runs.clone(),
+        billing.clone(),
+        skills.clone(),
+        metrics.clone(),
+    ));
 
     let gateway = Gateway {
         live: live.clone(),
@@ -232,6 +242,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
         db: Arc::new(SharedConnection::new(&config.database)),
         runs: runs.clone(),
         skills: skills.clone(),
+        bot: bot.clone(),
     });
     let mut sidecar = Service::new(
         "sidecar".to_owned(),
@@ -304,6 +315,7 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
             live: live.clone(),
         },
     ));
+    server.add_service(background_service("telegram bot", BotService { bot }));
     server.add_service(background_service(
         "node health checks",
         HealthChecker::new(live.clone()),

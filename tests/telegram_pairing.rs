@@ -2,14 +2,16 @@
 //! to end: a real gateway in codex mode with a chat template, its SQLite file, an injected clock
 //! for code expiry, and the fake Bot API (`exoclaw::telegram::fake`) for the commands.
 //!
-//! The webhook and the worker that redeem codes are not under test here: a code the API made is
-//! redeemed straight through `telegram::store::redeem_code` on the gateway's database, as the
-//! worker would.
+//! One test goes the whole way through the bot (the deep link's `/start` through the webhook,
+//! the worker's answer at the fake); the others redeem a code the API made straight through
+//! `telegram::store::redeem_code` on the gateway's database, as the worker does, which is quicker
+//! and says exactly who paired when.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use common::*;
 use exoclaw::telegram::fake::FakeBotApi;
@@ -229,6 +231,65 @@ async fn a_redeemed_code_is_listed_as_a_pairing_until_the_owner_deletes_it() {
     assert_eq!(status, 404, "{again}");
     assert_eq!(again["error"]["code"], "pairing_not_found");
     assert_eq!(ana.delete_pairing("not-a-number").await.0, 404);
+}
+
+/// Sends `text` from Telegram user `user` through the webhook, as Telegram does, and waits (10 s
+/// at most) for the bot's answer in their chat. A second passes first on the clock: the bot
+/// sends a chat one message a second.
+async fn chat(gw: &Gateway, fake: &FakeBotApi, update_id: i64, user: i64, text: &str) -> String {
+    gw.advance_clock(1_000).await;
+    let before = fake.delivered_texts(user).len();
+    let update = json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "from": { "id": user, "is_bot": false, "first_name": "Grace", "username": "grace" },
+            "chat": { "id": user, "type": "private", "first_name": "Grace" },
+            "date": 1_796_169_600,
+            "text": text
+        }
+    });
+    let response = bare_client()
+        .post(gw.url("/api/webhooks/telegram"))
+        .header("x-telegram-bot-api-secret-token", WEBHOOK_SECRET)
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let texts = fake.delivered_texts(user);
+        if texts.len() > before {
+            return texts[before].clone();
+        }
+        assert!(Instant::now() < deadline, "no answer to {text:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_bot_pairs_whoever_opens_the_deep_link_and_forgets_them_when_the_owner_deletes_it() {
+    let fake = FakeBotApi::start().await;
+    let gw = gateway(&fake).await;
+    let ana = Customer::new(&gw, "ana", "tier1").await;
+    let tenant = ana.tenant("Acme").await;
+    let (status, made) = ana.new_code(&tenant).await;
+    assert_eq!(status, 201, "{made}");
+    // The deep link opens the bot with `/start <code>`.
+    let link = made["deep_link"].as_str().unwrap();
+    let start = link.split_once("?start=").unwrap().1;
+
+    let answer = chat(&gw, &fake, 9_001, 4242, &format!("/start {start}")).await;
+    assert!(answer.starts_with("✅ You are paired with"), "{answer}");
+    let (_, listed) = ana.pairings(&tenant).await;
+    assert_eq!(listed["data"][0]["telegram_user_id"], 4242, "{listed}");
+    assert_eq!(listed["data"][0]["username"], "grace", "{listed}");
+
+    let id = listed["data"][0]["id"].to_string();
+    assert_eq!(ana.delete_pairing(&id).await.0, 200);
+    let answer = chat(&gw, &fake, 9_002, 4242, "hello").await;
+    assert!(answer.contains("not paired"), "{answer}");
 }
 
 #[tokio::test]

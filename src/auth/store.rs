@@ -104,6 +104,16 @@ pub fn users_with_active_keys(
     Ok(holding)
 }
 
+/// The comped tier of each of `user`'s active keys (None: a key without one); empty when the
+/// user holds no active key.
+pub fn active_key_tiers(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Option<String>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT tier FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL ORDER BY created_at",
+    )?;
+    let rows = stmt.query_map(params![user], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// Every active key, as (hash, record) pairs for a `KeyIndex`.
 pub fn load_active_keys(conn: &Connection) -> rusqlite::Result<Vec<([u8; 32], KeyRecord)>> {
     let mut stmt =

@@ -434,6 +434,21 @@ impl Config {
                 stripe.webhook_secret_env
             ));
         }
+        if let Some(bot) = &self.telegram {
+            let unset = |name: &str| std::env::var(name).map_or(true, |v| v.is_empty());
+            if unset(&bot.bot_token_env) {
+                warnings.push(format!(
+                    "telegram: {} is not set, so the bot cannot answer anyone",
+                    bot.bot_token_env
+                ));
+            }
+            if unset(&bot.webhook_secret_env) {
+                warnings.push(format!(
+                    "telegram: {} is not set, so every Telegram update will be refused (503)",
+                    bot.webhook_secret_env
+                ));
+            }
+        }
         warnings
     }
 

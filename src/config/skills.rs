@@ -27,7 +27,7 @@ pub struct SkillsInventory {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryFrom {
-    /// An `http://` URL answering the JSON of `openclaw skills list --json`.
+    /// An `http://` or `https://` URL answering the JSON of `openclaw skills list --json`.
     Url(String),
     /// A program and its arguments, run without a shell (`ssh mac-mini openclaw skills list
     /// --json`).
@@ -92,11 +92,11 @@ pub(super) fn inventory(
             let parsed = url
                 .parse::<http::Uri>()
                 .ok()
-                .filter(|u| u.scheme_str() == Some("http") && u.host().is_some());
+                .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
             if parsed.is_none() {
                 return Err(err(
                     format!("{at}.url"),
-                    format!("{url:?} is not an http:// URL (on the tailnet, plain HTTP)"),
+                    format!("{url:?} is not an http:// or https:// URL"),
                 ));
             }
             InventoryFrom::Url(url)

@@ -169,4 +169,23 @@ mod tests {
         assert_eq!(e.path, "telegram");
         assert!(e.message.contains("auth.mode: codex"), "{}", e.message);
     }
+
+    #[test]
+    fn unset_variables_are_warned_about() {
+        let config = load(
+            "telegram: { bot_username: exoclaw_bot, template: chat, \
+             bot_token_env: EXOCLAW_TEST_NO_SUCH_TOKEN, \
+             webhook_secret_env: EXOCLAW_TEST_NO_SUCH_SECRET }\n",
+        )
+        .unwrap();
+        let warnings = config.warnings().join("\n");
+        assert!(
+            warnings.contains("EXOCLAW_TEST_NO_SUCH_TOKEN is not set"),
+            "{warnings}"
+        );
+        assert!(
+            warnings.contains("EXOCLAW_TEST_NO_SUCH_SECRET is not set"),
+            "{warnings}"
+        );
+    }
 }

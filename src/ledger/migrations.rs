@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "telegram",
         include_str!("../../migrations/0009_telegram.sql"),
     ),
+    (
+        10,
+        "telegram runs",
+        include_str!("../../migrations/0010_telegram_runs.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet recorded; returns how many ran.

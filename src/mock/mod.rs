@@ -18,7 +18,8 @@
 //! the gateway forwarded them, refused ones included; `skip_recording` turns that off for long
 //! runs), can pace streamed events, and can hold a stream after its first event until the test
 //! releases it. A request header `x-mock-delay-ms: N` delays the response head by N ms;
-//! `fail_next(n)` makes the next `n` API requests answer 500, like a node whose agent crashed.
+//! `fail_next(n)` makes the next `n` API requests answer 500, like a node whose agent crashed;
+//! `set_answer` scripts the answer instead of the echo.
 //! With `MockOptions::skills`, `GET /skills.json` answers that skills inventory (the JSON of
 //! `openclaw skills list --json`, as a small service beside a node would), without auth;
 //! `set_skills` changes it or takes it away (503), like a source that fails.
@@ -96,6 +97,8 @@ struct Shared {
     failures_left: AtomicU32,
     /// What `/skills.json` answers (None: 503).
     skills: Mutex<Option<Bytes>>,
+    /// The answer every chat and response gives instead of the echo (`set_answer`).
+    answer: Mutex<Option<String>>,
 }
 
 /// The probe paths of an OpenClaw gateway: answered without auth, never in `seen()`.
@@ -154,6 +157,7 @@ impl MockNode {
             .expect("bound listener has an address");
         let shared = Arc::new(Shared {
             skills: Mutex::new(options.skills.clone()),
+            answer: Mutex::new(None),
             options,
             seen: Mutex::new(Vec::new()),
             ready: AtomicBool::new(true),
@@ -202,6 +206,14 @@ impl MockNode {
     pub fn set_skills(&self, skills: Option<Vec<u8>>) {
         if let Ok(mut served) = self.shared.skills.lock() {
             *served = skills.map(Bytes::from);
+        }
+    }
+
+    /// Makes every chat completion and response answer `text` (kept exactly, line breaks
+    /// included) instead of echoing the question; None goes back to the echo.
+    pub fn set_answer(&self, text: Option<&str>) {
+        if let Ok(mut answer) = self.shared.answer.lock() {
+            *answer = text.map(str::to_owned);
         }
     }
 
@@ -318,6 +330,10 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
 }
 
 impl Shared {
+    fn scripted_answer(&self) -> Option<String> {
+        self.answer.lock().ok().and_then(|a| a.clone())
+    }
+
     fn record(&self, parts: &Parts, body: &Bytes) {
         if self.options.skip_recording {
             return;
@@ -423,7 +439,8 @@ fn answer_api(parts: &Parts, body: &Bytes, shared: &Shared) -> Response<Body> {
             Err(m) => bad_request(&m),
         },
         (&Method::POST, "/v1/chat/completions") => match openai::ChatRequest::parse(body) {
-            Ok(chat) => {
+            Ok(mut chat) => {
+                chat.answer = shared.scripted_answer();
                 let turn = shared.take_turn(&parts.headers, &chat);
                 let answer = if chat.stream {
                     stream_events(
@@ -441,7 +458,8 @@ fn answer_api(parts: &Parts, body: &Bytes, shared: &Shared) -> Response<Body> {
             Err(m) => bad_request(&m),
         },
         (&Method::POST, "/v1/responses") => match openai::ChatRequest::parse_responses(body) {
-            Ok(req) => {
+            Ok(mut req) => {
+                req.answer = shared.scripted_answer();
                 let turn = shared.take_turn(&parts.headers, &req);
                 let answer = if req.stream {
                     stream_events(

@@ -21,6 +21,8 @@ pub struct ChatRequest {
     pub last_user_message: String,
     /// The OpenAI `user` field, which an OpenClaw node reads as the caller's session.
     pub user: Option<String>,
+    /// The answer a test scripted (`MockNode::set_answer`) instead of the echo.
+    pub answer: Option<String>,
 }
 
 impl ChatRequest {
@@ -40,6 +42,7 @@ impl ChatRequest {
             prompt_tokens: prompt_tokens + 3,
             last_user_message,
             user: v["user"].as_str().map(str::to_owned),
+            answer: None,
         })
     }
 
@@ -60,11 +63,19 @@ impl ChatRequest {
             prompt_tokens,
             last_user_message,
             user: v["user"].as_str().map(str::to_owned),
+            answer: None,
         })
     }
 
     /// The words of the answer, each one streamed as its own event.
     pub fn answer_words(&self) -> Vec<String> {
+        if let Some(text) = &self.answer {
+            // Kept exactly, line breaks included: each word with the whitespace after it.
+            return text
+                .split_inclusive(char::is_whitespace)
+                .map(str::to_owned)
+                .collect();
+        }
         let topic: String = self.last_user_message.chars().take(80).collect();
         let text = if topic.trim().is_empty() {
             "Hello! I am the ExoClaw demo node. Ask me anything.".to_owned()

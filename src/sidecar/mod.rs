@@ -13,6 +13,7 @@
 //! | `/api/runs…` | `runs` |
 //! | `/api/runtime/skills…` | `skills` |
 //! | `/api/telegram/pairing`, `/api/telegram/pairings…` | `telegram` |
+//! | `/api/webhooks/telegram` | `telegram_webhook` |
 
 pub mod account;
 pub mod extract;
@@ -20,6 +21,7 @@ pub mod runs;
 pub mod serve;
 pub mod skills;
 pub mod telegram;
+pub mod telegram_webhook;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -55,6 +57,8 @@ pub struct Sidecar {
     pub runs: Arc<RunService>,
     /// Every runtime's skills inventory.
     pub skills: Arc<crate::skills::cache::Inventories>,
+    /// The shared Telegram bot, which the webhook hands updates to.
+    pub bot: Arc<crate::telegram::bot::Bot>,
 }
 
 /// Every route of the control plane.
@@ -66,6 +70,7 @@ pub fn router(sidecar: Arc<Sidecar>) -> Router {
             put(account::store_codex_token).delete(account::delete_codex_token),
         )
         .route("/api/webhooks/stripe", post(account::stripe_webhook))
+        .route("/api/webhooks/telegram", post(telegram_webhook::webhook))
         .route("/onboard/{token}", get(account::download_kit))
         .route("/api/templates", get(tenants::list_templates))
         .route("/api/tenants", post(tenants::create).get(tenants::list))

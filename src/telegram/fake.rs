@@ -29,13 +29,15 @@ pub struct RecordedCall {
     pub method: String,
     /// The JSON body (`null` when there was none or it was not JSON).
     pub body: Value,
+    /// The HTTP status the fake answered.
+    pub status: u16,
 }
 
 #[derive(Default)]
 struct Shared {
     calls: Mutex<Vec<RecordedCall>>,
-    /// Answers for the next calls, whatever their method: (status, body).
-    script: Mutex<VecDeque<(u16, String)>>,
+    /// Answers for the next calls: (only for this method, or any; status, body).
+    script: Mutex<VecDeque<(Option<String>, u16, String)>>,
     next_message_id: Mutex<i64>,
 }
 
@@ -79,6 +81,16 @@ impl FakeBotApi {
             .collect()
     }
 
+    /// The texts Telegram accepted (`sendMessage` answered 200) per chat id, in order.
+    pub fn delivered_texts(&self, chat_id: i64) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == "sendMessage" && c.status == 200)
+            .filter(|c| c.body["chat_id"] == chat_id)
+            .filter_map(|c| c.body["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// The next call, whatever its method, is answered with `status` and `body`.
     pub fn answer_next(&self, status: u16, body: Value) {
         self.answer_raw_next(status, &body.to_string());
@@ -86,18 +98,25 @@ impl FakeBotApi {
 
     /// The next call is answered with `status` and a body that need not be JSON.
     pub fn answer_raw_next(&self, status: u16, body: &str) {
-        lock(&self.shared.script).push_back((status, body.to_owned()));
+        lock(&self.shared.script).push_back((None, status, body.to_owned()));
     }
 
     /// The next call is answered 429 with `retry_after` seconds, as Telegram's flood control.
     pub fn rate_limit_next(&self, retry_after: u64) {
-        self.answer_next(
-            429,
-            json!({"ok": false, "error_code": 429,
-                   "description": format!("Too Many Requests: retry after {retry_after}"),
-                   "parameters": {"retry_after": retry_after}}),
-        );
+        self.answer_next(429, too_many_requests(retry_after));
     }
+
+    /// The next `sendMessage` (other methods pass) is answered 429 with `retry_after` seconds.
+    pub fn rate_limit_next_message(&self, retry_after: u64) {
+        let body = too_many_requests(retry_after).to_string();
+        lock(&self.shared.script).push_back((Some("sendMessage".to_owned()), 429, body));
+    }
+}
+
+fn too_many_requests(retry_after: u64) -> Value {
+    json!({"ok": false, "error_code": 429,
+           "description": format!("Too Many Requests: retry after {retry_after}"),
+           "parameters": {"retry_after": retry_after}})
 }
 
 impl Drop for FakeBotApi {
@@ -145,20 +164,28 @@ async fn handle(
         .strip_prefix("/bot")
         .and_then(|rest| rest.split_once('/'))
         .unwrap_or(("", ""));
-    let call = RecordedCall {
+    let mut call = RecordedCall {
         token: token.to_owned(),
         method: method.to_owned(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        status: 200,
     };
-    lock(&shared.calls).push(call.clone());
-    let scripted = lock(&shared.script).pop_front();
+    let scripted = {
+        let mut script = lock(&shared.script);
+        let position = script
+            .iter()
+            .position(|(only, _, _)| only.as_deref().is_none_or(|m| m == method));
+        position.and_then(|i| script.remove(i))
+    };
     let (status, body) = match scripted {
-        Some(answer) => answer,
+        Some((_, status, body)) => (status, body),
         None => (
             200,
             json!({"ok": true, "result": result(&call, &shared)}).to_string(),
         ),
     };
+    call.status = status;
+    lock(&shared.calls).push(call);
     Ok(Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("content-type", "application/json")

@@ -188,15 +188,6 @@ pub fn open_updates(conn: &Connection) -> rusqlite::Result<u64> {
     .map(|n| n as u64)
 }
 
-/// Deletes updates finished before `before_ms`; returns how many. Keep them longer than
-/// Telegram redelivers (a day), or a late redelivery would be processed again.
-pub fn prune_inbox(conn: &Connection, before_ms: u64) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM telegram_inbox WHERE finished_ms IS NOT NULL AND finished_ms < ?1",
-        params![before_ms as i64],
-    )
-}
-
 // ---- pairing codes and pairings ----
 
 /// What `create_code` did.
@@ -261,7 +252,8 @@ pub enum Redeemed {
     Unknown,
     /// The code expired unused: a failed attempt, with a clearer answer.
     Expired,
-    /// The code was redeemed already: a failed attempt.
+    /// The code was redeemed already, by someone else or for a pairing since undone: a failed
+    /// attempt. (Redeemed again by the user it paired, who is still paired by it: `Paired`.)
     AlreadyUsed,
 }
 
@@ -277,7 +269,7 @@ pub fn redeem_code(
     let tx = write_transaction(conn)?;
     let code = tx
         .query_row(
-            "SELECT tenant_id, owner, expires_ms, used_ms FROM telegram_pairing_codes
+            "SELECT tenant_id, owner, expires_ms, used_ms, used_by FROM telegram_pairing_codes
              WHERE code_hash = ?1",
             params![hash.0],
             |r| {
@@ -286,15 +278,25 @@ pub fn redeem_code(
                     r.get::<_, String>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             },
         )
         .optional()?;
-    let Some((tenant_id, owner, expires_ms, used_ms)) = code else {
+    let Some((tenant_id, owner, expires_ms, used_ms, used_by)) = code else {
         return Ok(Redeemed::Unknown);
     };
     if used_ms.is_some() {
-        return Ok(Redeemed::AlreadyUsed);
+        // The same message processed again (a crash after the pairing): the same answer.
+        let again = pairing_of_user(&tx, who.telegram_user_id)?
+            .filter(|p| used_by == Some(who.telegram_user_id) && p.tenant_id == tenant_id);
+        return Ok(match again {
+            Some(pairing) => Redeemed::Paired {
+                pairing,
+                replaced: None,
+            },
+            None => Redeemed::AlreadyUsed,
+        });
     }
     if expires_ms <= now {
         return Ok(Redeemed::Expired);
@@ -428,6 +430,97 @@ pub fn forget_tenant(conn: &mut Connection, tenant_id: &str) -> rusqlite::Result
     Ok(removed)
 }
 
+// ---- runs started from a chat ----
+
+/// A run a chat waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitedRun {
+    pub run_id: String,
+    pub update_id: i64,
+    pub chat_id: i64,
+    pub created_ms: u64,
+}
+
+/// Remembers that `chat_id` waits for `run_id`, started by update `update_id`; false when it was
+/// remembered already (the update was processed again after a crash).
+pub fn await_run(
+    conn: &Connection,
+    run: &AwaitedRun,
+    telegram_user_id: i64,
+) -> rusqlite::Result<bool> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO telegram_runs
+           (run_id, update_id, chat_id, telegram_user_id, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            run.run_id,
+            run.update_id,
+            run.chat_id,
+            telegram_user_id,
+            run.created_ms as i64
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// The runs chats still wait for, oldest first.
+pub fn awaited_runs(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<AwaitedRun>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT run_id, update_id, chat_id, created_ms FROM telegram_runs
+         WHERE answered_ms IS NULL ORDER BY created_ms, run_id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit as i64], |r| {
+        Ok(AwaitedRun {
+            run_id: r.get(0)?,
+            update_id: r.get(1)?,
+            chat_id: r.get(2)?,
+            created_ms: r.get::<_, i64>(3)? as u64,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The run ended: its answer's parts go into the outbox (reply id: the run id) and the chat
+/// stops waiting, in one transaction. Returns the parts not yet sent.
+pub fn answer_run(
+    conn: &mut Connection,
+    run: &AwaitedRun,
+    parts: &[String],
+    now_ms: u64,
+) -> rusqlite::Result<Vec<OutboxPart>> {
+    let tx = write_transaction(conn)?;
+    let unsent = plan_in(&tx, &run.run_id, run.chat_id, parts, now_ms)?;
+    tx.execute(
+        "UPDATE telegram_runs SET answered_ms = ?2 WHERE run_id = ?1 AND answered_ms IS NULL",
+        params![run.run_id, now_ms as i64],
+    )?;
+    tx.commit()?;
+    Ok(unsent)
+}
+
+/// Deletes what is finished and older than `before_ms`: processed updates, answered runs, and
+/// replies whose every part was sent or dropped. Returns how many rows went. Keep them longer
+/// than Telegram redelivers an update (a day), or a late redelivery would be processed again.
+pub fn prune(conn: &mut Connection, before_ms: u64) -> rusqlite::Result<usize> {
+    let before = before_ms as i64;
+    let tx = write_transaction(conn)?;
+    let mut removed = tx.execute(
+        "DELETE FROM telegram_inbox WHERE finished_ms IS NOT NULL AND finished_ms < ?1",
+        params![before],
+    )?;
+    removed += tx.execute(
+        "DELETE FROM telegram_runs WHERE answered_ms IS NOT NULL AND answered_ms < ?1",
+        params![before],
+    )?;
+    removed += tx.execute(
+        "DELETE FROM telegram_outbox WHERE created_ms < ?1 AND reply_id NOT IN
+           (SELECT reply_id FROM telegram_outbox WHERE sent_ms IS NULL AND dropped_ms IS NULL)",
+        params![before],
+    )?;
+    tx.commit()?;
+    Ok(removed)
+}
+
 // ---- outbox ----
 
 /// One message of a reply, to send.
@@ -449,6 +542,18 @@ pub fn plan_reply(
     now_ms: u64,
 ) -> rusqlite::Result<Vec<OutboxPart>> {
     let tx = write_transaction(conn)?;
+    let unsent = plan_in(&tx, reply_id, chat_id, parts, now_ms)?;
+    tx.commit()?;
+    Ok(unsent)
+}
+
+fn plan_in(
+    tx: &Connection,
+    reply_id: &str,
+    chat_id: i64,
+    parts: &[String],
+    now_ms: u64,
+) -> rusqlite::Result<Vec<OutboxPart>> {
     let planned: bool = tx.query_row(
         "SELECT EXISTS(SELECT 1 FROM telegram_outbox WHERE reply_id = ?1)",
         params![reply_id],
@@ -463,9 +568,7 @@ pub fn plan_reply(
             insert.execute(params![reply_id, part as i64, chat_id, text, now_ms as i64])?;
         }
     }
-    let unsent = unsent_parts(&tx, reply_id)?;
-    tx.commit()?;
-    Ok(unsent)
+    unsent_parts(tx, reply_id)
 }
 
 /// The reply's parts not yet sent nor dropped, in order.
@@ -673,8 +776,8 @@ mod tests {
         enqueue(&conn, 2, 2, "{}", 0).unwrap();
         let claimed = claim(&mut conn, 0, LEASE).unwrap().unwrap();
         complete(&conn, claimed.update_id, claimed.attempt, 100).unwrap();
-        assert_eq!(prune_inbox(&conn, 100).unwrap(), 0);
-        assert_eq!(prune_inbox(&conn, 101).unwrap(), 1);
+        assert_eq!(prune(&mut conn, 100).unwrap(), 0);
+        assert_eq!(prune(&mut conn, 101).unwrap(), 1);
         assert_eq!(open_updates(&conn).unwrap(), 1);
     }
 
@@ -709,6 +812,14 @@ mod tests {
         assert_eq!(
             redeem_code(&mut conn, &hash("ABCD2345"), &ada(43), 2_500).unwrap(),
             Redeemed::AlreadyUsed
+        );
+        // The same user's message processed again after a crash gets the same pairing.
+        assert_eq!(
+            redeem_code(&mut conn, &hash("ABCD2345"), &ada(42), 2_600).unwrap(),
+            Redeemed::Paired {
+                pairing: pairing.clone(),
+                replaced: None
+            }
         );
         // A code of another tenant moves the user there.
         create_code(&mut conn, &hash("WXYZ6789"), "ten_b", "bob", 3_000).unwrap();
@@ -868,5 +979,42 @@ mod tests {
             vec!["update:7", "run_b"]
         );
         assert_eq!(replies_with_unsent(&conn, 1).unwrap(), vec!["update:7"]);
+    }
+
+    #[test]
+    fn a_run_is_answered_once_and_pruned_with_its_sent_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = database(dir.path());
+        let run = AwaitedRun {
+            run_id: "run_1".into(),
+            update_id: 7,
+            chat_id: 42,
+            created_ms: 1_000,
+        };
+        assert!(await_run(&conn, &run, 4242).unwrap());
+        assert!(
+            !await_run(&conn, &run, 4242).unwrap(),
+            "a second processing"
+        );
+        assert_eq!(awaited_runs(&conn, 10).unwrap(), vec![run.clone()]);
+        let parts = vec!["one".to_owned(), "two".to_owned()];
+        let unsent = answer_run(&mut conn, &run, &parts, 2_000).unwrap();
+        assert_eq!(unsent.len(), 2);
+        assert!(awaited_runs(&conn, 10).unwrap().is_empty());
+        // Answered again after a crash: the first plan stands.
+        let again = answer_run(&mut conn, &run, &["other".to_owned()], 2_500).unwrap();
+        assert_eq!(again, unsent);
+        mark_sent(&conn, "run_1", 0, 100, 3_000).unwrap();
+        assert_eq!(
+            prune(&mut conn, 10_000).unwrap(),
+            1,
+            "the answered run only"
+        );
+        mark_sent(&conn, "run_1", 1, 101, 3_000).unwrap();
+        assert_eq!(
+            prune(&mut conn, 10_000).unwrap(),
+            2,
+            "both parts, once all were sent"
+        );
     }
 }

@@ -73,6 +73,12 @@ pub fn run_session(tenant_id: &str, run_id: &str) -> String {
     format!("tenant/{tenant_id}/run/{run_id}")
 }
 
+/// The OpenClaw sub-session of a Telegram user's chat with `tenant`: one per tenant and user,
+/// so the agent remembers the conversation across messages.
+pub fn chat_session(tenant_id: &str, telegram_user_id: i64) -> String {
+    format!("tenant/{tenant_id}/telegram/{telegram_user_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
