@@ -92,6 +92,14 @@ enum Command {
         #[command(subcommand)]
         command: TenantsCommand,
     },
+    /// The shared Telegram bot: point Telegram at the gateway's webhook, remove it, or show
+    /// what Telegram has (the token and the secret come from the variables the config names).
+    Telegram {
+        #[arg(long, default_value = "conf/exoclaw.yaml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: TelegramCommand,
+    },
     /// Validate a config file and exit (non-zero, naming the key, when it is invalid).
     Check {
         #[arg(long, default_value = "conf/exoclaw.yaml")]
@@ -191,6 +199,20 @@ enum TenantsCommand {
     },
     /// Send the tenant's new runs to its owner's tier's pool again.
     Unpin { id: String },
+}
+
+#[derive(Subcommand)]
+enum TelegramCommand {
+    /// Tell Telegram to send the bot's messages to the gateway, with the webhook secret.
+    SetWebhook {
+        /// The gateway's public webhook: https://HOST/api/webhooks/telegram.
+        #[arg(long)]
+        url: String,
+    },
+    /// Tell Telegram to stop sending the bot's messages (it keeps them for up to a day).
+    DeleteWebhook,
+    /// The bot the token belongs to, and its webhook: URL, pending updates, last error.
+    Info,
 }
 
 #[derive(clap::Args)]
@@ -368,6 +390,16 @@ fn main() -> ExitCode {
                         runs::tenants_pin(&config, &id, Some(&pool))
                     }
                     TenantsCommand::Unpin { id } => runs::tenants_pin(&config, &id, None),
+                }
+            }),
+        Command::Telegram { config, command } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                use exoclaw::cli::telegram;
+                match command {
+                    TelegramCommand::SetWebhook { url } => telegram::set_webhook(&config, &url),
+                    TelegramCommand::DeleteWebhook => telegram::delete_webhook(&config),
+                    TelegramCommand::Info => telegram::info(&config),
                 }
             }),
         Command::Demo { listen, keep } => {

@@ -1,8 +1,10 @@
 //! The operator commands behind `exoclaw keys …`, `exoclaw onboard …` and `exoclaw usage`: they
 //! work on the database named by the config file, so a running gateway picks their changes up
-//! within a second (see `auth::sync`).
+//! within a second (see `auth::sync`). `runs` holds `exoclaw runs …` and `tenants …`;
+//! `telegram` holds `exoclaw telegram …`, which talk to the Bot API rather than the database.
 
 pub mod runs;
+pub mod telegram;
 
 use std::io::IsTerminal;
 use std::time::Duration;

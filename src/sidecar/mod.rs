@@ -12,6 +12,7 @@
 //! | `/api/tenants…`, `/api/templates` | `tenants` |
 //! | `/api/runs…` | `runs` |
 //! | `/api/runtime/skills…` | `skills` |
+//! | `/api/telegram/pairing`, `/api/telegram/pairings…` | `telegram` |
 //! | `/api/webhooks/telegram` | `telegram_webhook` |
 //! | `/`, `/pricing`, `/signup`, `/signin`, `/signout`, `/dashboard…`, `/assets/…` | `crate::dashboard` |
 
@@ -20,6 +21,7 @@ pub mod extract;
 pub mod runs;
 pub mod serve;
 pub mod skills;
+pub mod telegram;
 pub mod telegram_webhook;
 pub mod tenants;
 
@@ -97,6 +99,12 @@ pub fn router(sidecar: Arc<Sidecar>) -> Router {
         )
         .route("/api/runtime/skills/diagnostics", get(skills::diagnose))
         .route("/api/runtime/skills/remediate", post(skills::remediate))
+        .route("/api/telegram/pairing", post(telegram::create_code))
+        .route("/api/telegram/pairings", get(telegram::list))
+        .route(
+            "/api/telegram/pairings/{id}",
+            axum::routing::delete(telegram::delete),
+        )
         .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

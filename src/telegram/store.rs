@@ -372,6 +372,17 @@ pub fn pairing_of_user(
     .optional()
 }
 
+/// Pairing `id`, whoever's it is: the owner's `DELETE …/pairings/{id}` finds its tenant with
+/// this, and checks the tenant is the caller's before it deletes anything.
+pub fn pairing_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Pairing>> {
+    conn.query_row(
+        &format!("SELECT {PAIRING_COLUMNS} FROM telegram_pairings WHERE id = ?1"),
+        params![id],
+        pairing,
+    )
+    .optional()
+}
+
 /// The tenant's pairings, oldest first.
 pub fn pairings_of_tenant(conn: &Connection, tenant_id: &str) -> rusqlite::Result<Vec<Pairing>> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -895,6 +906,26 @@ mod tests {
         assert_eq!(forget_tenant(&mut conn, "ten_a").unwrap(), 1);
         assert_eq!(pairing_of_user(&conn, 3).unwrap(), None);
         assert_eq!(pending_codes(&conn, "ten_a", 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_pairing_is_found_by_its_id_until_it_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = database(dir.path());
+        create_code(&mut conn, &hash("AAAA2222"), "ten_a", "alice", 0).unwrap();
+        let Redeemed::Paired {
+            pairing: paired, ..
+        } = redeem_code(&mut conn, &hash("AAAA2222"), &ada(7), 5).unwrap()
+        else {
+            panic!("not paired");
+        };
+        assert_eq!(
+            pairing_by_id(&conn, paired.id).unwrap(),
+            Some(paired.clone())
+        );
+        assert_eq!(pairing_by_id(&conn, paired.id + 1).unwrap(), None);
+        assert!(delete_pairing(&conn, paired.id, "ten_a").unwrap());
+        assert_eq!(pairing_by_id(&conn, paired.id).unwrap(), None);
     }
 
     #[test]
