@@ -21,6 +21,7 @@ use super::extract::{self, Caller, Customer, Id, JsonBody};
 use super::Sidecar;
 use crate::api_error::{shown, ApiError, ErrorKind};
 use crate::config::{Config, Template};
+use crate::ledger::connection::write_transaction;
 use crate::telegram;
 use crate::tenants::{self, store, Tenant};
 
@@ -247,12 +248,16 @@ pub async fn delete_tenant(sidecar: &Sidecar, caller: &Caller, id: &str) -> Resu
     let (owner, now, tenant_id) = (caller.user.clone(), sidecar.clock.now_ms(), id.to_owned());
     let deleted = sidecar
         .with_db("tenants", move |conn| {
-            let deleted =
-                store::delete(conn, &tenant_id, &owner, now).map_err(|e| e.to_string())?;
-            if deleted {
-                telegram::store::forget_tenant(conn, &tenant_id).map_err(|e| e.to_string())?;
-            }
-            Ok(deleted)
+            let delete = |conn: &mut rusqlite::Connection| {
+                let tx = write_transaction(conn)?;
+                let deleted = store::delete(&tx, &tenant_id, &owner, now)?;
+                if deleted {
+                    telegram::store::forget_tenant(&tx, &tenant_id)?;
+                }
+                tx.commit()?;
+                Ok::<_, rusqlite::Error>(deleted)
+            };
+            delete(conn).map_err(|e| e.to_string())
         })
         .await?;
     if !deleted {

@@ -416,17 +416,16 @@ pub fn delete_pairing(conn: &Connection, id: i64, tenant_id: &str) -> rusqlite::
 }
 
 /// A tenant is deleted: its pairings and pending codes go with it; returns the pairings removed.
-pub fn forget_tenant(conn: &mut Connection, tenant_id: &str) -> rusqlite::Result<usize> {
-    let tx = write_transaction(conn)?;
-    let removed = tx.execute(
+/// Run it in the transaction that deletes the tenant, so neither happens without the other.
+pub fn forget_tenant(conn: &Connection, tenant_id: &str) -> rusqlite::Result<usize> {
+    let removed = conn.execute(
         "DELETE FROM telegram_pairings WHERE tenant_id = ?1",
         params![tenant_id],
     )?;
-    tx.execute(
+    conn.execute(
         "DELETE FROM telegram_pairing_codes WHERE tenant_id = ?1",
         params![tenant_id],
     )?;
-    tx.commit()?;
     Ok(removed)
 }
 
@@ -903,7 +902,7 @@ mod tests {
         assert!(delete_pairing(&conn, second.id, "ten_a").unwrap());
         assert_eq!(pairing_of_user(&conn, 2).unwrap(), None);
         create_code(&mut conn, &hash("AAAA5555"), "ten_a", "alice", 0).unwrap();
-        assert_eq!(forget_tenant(&mut conn, "ten_a").unwrap(), 1);
+        assert_eq!(forget_tenant(&conn, "ten_a").unwrap(), 1);
         assert_eq!(pairing_of_user(&conn, 3).unwrap(), None);
         assert_eq!(pending_codes(&conn, "ten_a", 0).unwrap(), 0);
     }
