@@ -147,31 +147,6 @@ async fn tenant_page(
     let (tier, _) = sidecar.tier_of(&user.caller, config);
     let (pool, dedicated) = tenants::runtime_pool(config, tier, &tenant);
     let status = shown.status.as_deref().filter(|s| !s.is_empty());
-    let list_href = |status: Option<&str>, cursor: Option<i64>| {
-        let mut query = Vec::new();
-        if let Some(status) = status {
-            query.push(format!("status={status}"));
-        }
-        if let Some(cursor) = cursor {
-            query.push(format!("cursor={cursor}"));
-        }
-        match query.is_empty() {
-            true => format!("/dashboard/tenants/{}", tenant.id),
-            false => format!("/dashboard/tenants/{}?{}", tenant.id, query.join("&")),
-        }
-    };
-    let filters = std::iter::once(("all", None))
-        .chain(
-            RunStatus::ALL
-                .iter()
-                .map(|s| (s.as_str(), Some(s.as_str()))),
-        )
-        .map(|(label, filter)| StatusFilter {
-            label,
-            href: list_href(filter, None),
-            current: filter == status,
-        })
-        .collect();
     let http_status = match &refused {
         // The proxy counts a page's 401 as a failed sign-in; a missing provider key is not one.
         Some(r) if r.error.status() == 401 => StatusCode::BAD_REQUEST,
@@ -190,16 +165,46 @@ async fn tenant_page(
         dedicated,
         byok: config.auth.mode == AuthMode::Byok,
         forms: launch_forms(config, tier, refused.as_ref()),
-        filters,
+        filters: status_filters(&tenant.id, status),
         runs: page.runs.iter().map(|r| RunLine::of(r, config)).collect(),
-        older: page.next_cursor.map(|c| list_href(status, Some(c))),
-        newest: shown.cursor.map(|_| list_href(status, None)),
+        older: page
+            .next_cursor
+            .map(|c| list_href(&tenant.id, status, Some(c))),
+        newest: shown.cursor.map(|_| list_href(&tenant.id, status, None)),
         error: refused.map(|r| r.error.message).unwrap_or_default(),
         tenant,
     };
     let mut response = render(&view);
     *response.status_mut() = http_status;
     Ok(response)
+}
+
+/// The address of a page of the tenant's runs.
+fn list_href(tenant_id: &str, status: Option<&str>, cursor: Option<i64>) -> String {
+    let mut query = Vec::new();
+    if let Some(status) = status {
+        query.push(format!("status={status}"));
+    }
+    if let Some(cursor) = cursor {
+        query.push(format!("cursor={cursor}"));
+    }
+    match query.is_empty() {
+        true => format!("/dashboard/tenants/{tenant_id}"),
+        false => format!("/dashboard/tenants/{tenant_id}?{}", query.join("&")),
+    }
+}
+
+/// "all", then each status, the one shown marked.
+fn status_filters(tenant_id: &str, shown: Option<&str>) -> Vec<StatusFilter> {
+    let statuses = RunStatus::ALL.iter().map(|s| Some(s.as_str()));
+    std::iter::once(None)
+        .chain(statuses)
+        .map(|status| StatusFilter {
+            label: status.unwrap_or("all"),
+            href: list_href(tenant_id, status, None),
+            current: status == shown,
+        })
+        .collect()
 }
 
 /// A form for each template `tier` may run, holding what was typed into a refused one.
