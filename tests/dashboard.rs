@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::browser::Browser;
 use common::*;
 use exoclaw::mock::{MockNode, MockOptions};
-use serde_json::Value;
 
 /// 2026-12-02T00:00:00Z.
 const T0: u64 = 1_796_083_200_000 + 86_400_000;
@@ -73,16 +72,8 @@ async fn a_customer_signs_up_manages_tenants_and_signs_out_in_a_browser() {
     );
     browser.shot("signed-up").await;
     // The key works on the API at once.
-    let me: Value = bare_client()
-        .get(gw.url("/api/subscriptions/me"))
-        .header("x-gateway-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["user"], "ana");
+    let ana = Customer::from_key(&gw, &key);
+    assert_eq!(ana.get_json("/api/subscriptions/me").await["user"], "ana");
 
     // The dashboard: the subscription, then a tenant created and renamed.
     browser.click("#to-dashboard").await;
@@ -94,15 +85,7 @@ async fn a_customer_signs_up_manages_tenants_and_signs_out_in_a_browser() {
         .wait_for_text("#tenants .rows", |t| t.contains("Shop"))
         .await;
     assert!(row.contains("ten_"), "{row}");
-    let tenants: Value = bare_client()
-        .get(gw.url("/api/tenants"))
-        .header("x-gateway-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tenants = ana.get_json("/api/tenants").await;
     let id = tenants["data"][0]["id"].as_str().unwrap().to_owned();
     browser.click(&format!("#tenant-{id} summary")).await;
     browser.fill(&format!("#rename-{id}"), "Corner shop").await;
