@@ -1,4 +1,5 @@
-//! `/assets/{name}`: the dashboard's stylesheet and script, embedded in the binary.
+//! `/assets/{name}`: the dashboard's stylesheet and scripts, embedded in the binary: `app.js` on
+//! every page, `runs.js` on a run's page (it follows the run live).
 //!
 //! They may be cached for an hour; a new release changes them, so the cache is short.
 
@@ -10,12 +11,14 @@ use super::PageError;
 
 const APP_CSS: &str = include_str!("assets/app.css");
 const APP_JS: &str = include_str!("assets/app.js");
+const RUNS_JS: &str = include_str!("assets/runs.js");
 
 /// `GET /assets/{name}`.
 pub async fn serve(Path(name): Path<String>) -> Result<Response, PageError> {
     let (body, content_type) = match name.as_str() {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "runs.js" => (RUNS_JS, "text/javascript; charset=utf-8"),
         _ => return Err(PageError::not_found()),
     };
     let mut response = body.into_response();
