@@ -70,18 +70,6 @@ pub fn router() -> Router<Arc<Sidecar>> {
             "/dashboard/tenants/{id}/delete",
             post(account::delete_tenant),
         )
-        .route("/dashboard/tenants/{id}", get(runs::tenant_page::show))
-        .route(
-            "/dashboard/tenants/{id}/runs",
-            post(runs::tenant_page::launch),
-        )
-        .route("/dashboard/runs/{id}", get(runs::run_page::show))
-        .route("/dashboard/runs/{id}/events", get(runs::run_page::events))
-        .route("/dashboard/runs/{id}/cancel", post(runs::run_page::cancel))
-        .route(
-            "/dashboard/runs/{id}/artifacts/{name}",
-            get(runs::run_page::artifact),
-        )
         .route(
             "/dashboard/tenants/{id}/skills",
             get(skills::show).post(skills::switch),
@@ -102,6 +90,18 @@ pub fn router() -> Router<Arc<Sidecar>> {
         .route(
             "/dashboard/tenants/{id}/telegram/pairings/{pairing}/delete",
             post(telegram::unpair),
+        )
+        .route("/dashboard/tenants/{id}", get(runs::tenant_page::show))
+        .route(
+            "/dashboard/tenants/{id}/runs",
+            post(runs::tenant_page::launch),
+        )
+        .route("/dashboard/runs/{id}", get(runs::run_page::show))
+        .route("/dashboard/runs/{id}/events", get(runs::run_page::events))
+        .route("/dashboard/runs/{id}/cancel", post(runs::run_page::cancel))
+        .route(
+            "/dashboard/runs/{id}/artifacts/{name}",
+            get(runs::run_page::artifact),
         )
         .route("/assets/{name}", get(assets::serve))
         .layer(axum::middleware::map_response(secure_headers))
