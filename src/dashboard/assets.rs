@@ -1,4 +1,5 @@
-//! `/assets/{name}`: the dashboard's stylesheet and script, embedded in the binary.
+//! `/assets/{name}`: the dashboard's stylesheet and script, embedded in the binary, and the
+//! operators' additions (`admin.css`, `admin.js`), served on the admin listener.
 //!
 //! They may be cached for an hour; a new release changes them, so the cache is short.
 
@@ -10,12 +11,16 @@ use super::PageError;
 
 const APP_CSS: &str = include_str!("assets/app.css");
 const APP_JS: &str = include_str!("assets/app.js");
+const ADMIN_CSS: &str = include_str!("assets/admin.css");
+const ADMIN_JS: &str = include_str!("assets/admin.js");
 
 /// `GET /assets/{name}`.
 pub async fn serve(Path(name): Path<String>) -> Result<Response, PageError> {
     let (body, content_type) = match name.as_str() {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "admin.css" => (ADMIN_CSS, "text/css; charset=utf-8"),
+        "admin.js" => (ADMIN_JS, "text/javascript; charset=utf-8"),
         _ => return Err(PageError::not_found()),
     };
     let mut response = body.into_response();
