@@ -462,6 +462,17 @@ async fn pages_need_a_session_forms_need_their_token_and_the_json_api_is_unchang
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
+    let forged = browser
+        .post(gw.admin_url(&format!("/runs/{run}/retry")))
+        .form(&[("csrf", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.status(),
+        403,
+        "refused before the run's state is looked at"
+    );
     let keys = admin_json(&gw, "/admin/keys").await.to_string();
     assert!(!keys.contains("mallory"), "{keys}");
     assert_eq!(chat(&gw, &ana).await, 200, "not revoked");
@@ -595,4 +606,39 @@ async fn pages_need_a_session_forms_need_their_token_and_the_json_api_is_unchang
     assert_eq!(status(browser.clone()).await, 200);
     gw.advance_clock(2000).await;
     assert_eq!(status(browser.clone()).await, 303);
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_pages_say_what_to_set_and_sign_in_nobody() {
+    let gw = Gateway::start(Setup::nodes(&[free_addr()]).env("EXOCLAW_ADMIN_TOKEN", "")).await;
+    let browser = cookie_client();
+    let form = browser
+        .get(gw.admin_url("/signin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        form.contains("The admin pages are off: set EXOCLAW_ADMIN_TOKEN"),
+        "{form}"
+    );
+    let refused = browser
+        .post(gw.admin_url("/signin"))
+        .form(&[("token", ""), ("csrf", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().get("set-cookie").is_none());
+    assert_eq!(
+        browser
+            .get(gw.admin_url("/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
 }

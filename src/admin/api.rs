@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{runs, AdminApp};
+use super::{runs, AdminApp, CreatedKey};
 use crate::api_error::ApiError;
 use crate::clock::Clock;
 use crate::headers;
@@ -124,12 +124,15 @@ async fn route(app: &AdminApp, request: Request) -> Result<http::Response<Vec<u8
         )),
         (Method::POST, "/admin/keys") => {
             let CreateKey { user, tier } = read_json(request).await?;
-            let created = app.create_key(user, tier).await?;
+            let CreatedKey {
+                id,
+                key,
+                user,
+                tier,
+            } = app.create_key(user, tier).await?;
             Ok(local_http::json(
                 201,
-                &json!({
-                    "id": created.id, "key": created.key, "user": created.user, "tier": created.tier,
-                }),
+                &json!({ "id": id, "key": key, "user": user, "tier": tier }),
             ))
         }
         (Method::DELETE, p) if p.starts_with("/admin/keys/") => {

@@ -1,9 +1,9 @@
 //! The admin listener (`server.admin_listen`, loopback by default): what operators use.
 //!
-//! | what | who | module |
-//! |---|---|---|
-//! | `/metrics` for Prometheus, `/admin/*` JSON | a scraper, scripts with the admin bearer token | `api`, `runs` |
-//! | `/`, `/nodes`, `/keys`, `/runs`, `/signin`, `/signout` | an operator's browser, signed in with that token | `pages`, `session` |
+//! - `api` (and `runs`): `/metrics` for Prometheus, and `/admin/*` JSON for scripts that send
+//!   the admin token as a bearer token;
+//! - `pages` (and `session`): `/`, `/nodes`, `/keys`, `/runs`, for an operator's browser signed
+//!   in at `/signin` with the same token.
 //!
 //! The token is read from the environment at start (`auth.admin_token_env`,
 //! `EXOCLAW_ADMIN_TOKEN` by default); without it the JSON API and the sign-in refuse, saying

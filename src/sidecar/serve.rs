@@ -1,13 +1,14 @@
-//! Serves the sidecar's axum router on a Pingora listening service.
+//! Serves an axum router — the sidecar's, and the admin listener's — on a Pingora listening
+//! service.
 //!
-//! The listener stays Pingora's, so a zero-downtime upgrade hands the sidecar's socket to the
-//! new process with the proxy's and the admin API's. Each accepted connection is served by
-//! hyper's HTTP/1 server with the router as its service: streamed responses (a run's SSE
-//! events) flow chunk by chunk, and a graceful stop lets the request in progress finish and
-//! closes the connection after it. Each request carries the peer's address as axum's
-//! `ConnectInfo<SocketAddr>` (the admin listener's sign-in counts failures per address).
+//! The listener stays Pingora's, so a zero-downtime upgrade hands the socket to the new process
+//! with the proxy's. Each accepted connection is served by hyper's HTTP/1 server with the router
+//! as its service: streamed responses (a run's SSE events) flow chunk by chunk, and a graceful
+//! stop lets the request in progress finish and closes the connection after it. Each request
+//! carries the peer's address as axum's `ConnectInfo<SocketAddr>` (the admin listener's sign-in
+//! counts failures per address).
 //!
-//! Not for: routes or handlers (`sidecar::router` and its modules).
+//! Not for: routes or handlers (`sidecar::router`, `admin::router` and their modules).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

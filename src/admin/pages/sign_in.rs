@@ -78,16 +78,16 @@ pub async fn sign_in(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let request_headers = request.headers().clone();
+    if app.token.is_none() {
+        let page = signin_page(&app, &request_headers, String::new());
+        return Ok(with_status(page, StatusCode::SERVICE_UNAVAILABLE));
+    }
     let bytes = read_form(request)
         .await
         .map_err(|_| PageError::bad_request("This form is too large."))?;
     let fields: SigninFields = serde_urlencoded::from_bytes(&bytes)
         .map_err(|_| PageError::bad_request("This form could not be read."))?;
     FormToken::check(&app, &request_headers, &fields.csrf)?;
-    if app.token.is_none() {
-        let page = signin_page(&app, &request_headers, String::new());
-        return Ok(with_status(page, StatusCode::SERVICE_UNAVAILABLE));
-    }
     let now = app.clock.now_ms();
     if app.sign_in_failures.is_blocked(address, now) {
         let wait = app.sign_in_failures.retry_after_secs(address, now);
