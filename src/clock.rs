@@ -70,6 +70,18 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Unix ms as people read a time on a page: `2026-12-02 14:05 UTC`.
+pub fn utc_minute(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let minute_of_day = secs.rem_euclid(86_400) / 60;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
 /// (year, month 1–12, day 1–31) → days since 1970-01-01: the inverse of `civil_from_days`
 /// (Howard Hinnant's `days_from_civil`).
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -105,5 +117,14 @@ mod tests {
         clock.set(42);
         assert_eq!(clock.now_ms(), 42);
         assert!(SystemClock.now_ms() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn times_read_as_utc_minutes() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00 UTC");
+        assert_eq!(
+            utc_minute(1_796_083_200_000 + 86_400_000 + 3_723_000),
+            "2026-12-02 01:02 UTC"
+        );
     }
 }

@@ -215,6 +215,7 @@ fn banner(addrs: &DemoAddrs, mock_addr: SocketAddr, facts: &DemoFacts<'_>) -> St
 ExoClaw demo is running.
 
   Gateway      {url}
+  Dashboard    {url}/signin  (sign in with the gateway key below)
   Mock node    http://{mock_addr}  (built-in OpenClaw stand-in; it echoes your question)
   User         {DEMO_USER}
   Gateway key  {gateway_key}  (identifies {DEMO_USER}; stored only as a hash)

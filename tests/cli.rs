@@ -128,6 +128,15 @@ fn demo_curl_lines_work_as_printed() {
     assert_eq!(status["status"], "succeeded", "{status}");
     let output = String::from_utf8(get(&format!("/api/runs/{id}/artifacts/output.md"))).unwrap();
     assert!(output.contains("ExoClaw queues agent runs."), "{output}");
+    // The printed dashboard address answers with its sign-in page.
+    let dashboard = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Dashboard"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a dashboard line: {banner:?}"))
+        .to_owned();
+    let page = String::from_utf8(run(&format!("curl -s {dashboard}")).stdout).unwrap();
+    assert!(page.contains("<h1>Sign in</h1>"), "{page}");
     let _ = child.kill();
     let _ = child.wait();
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::browser::Browser;
 use common::*;
 use exoclaw::mock::{MockNode, MockOptions};
-use serde_json::Value;
 
 /// 2026-12-02T00:00:00Z.
 const T0: u64 = 1_796_083_200_000 + 86_400_000;
@@ -73,16 +72,8 @@ async fn a_customer_signs_up_manages_tenants_and_signs_out_in_a_browser() {
     );
     browser.shot("signed-up").await;
     // The key works on the API at once.
-    let me: Value = bare_client()
-        .get(gw.url("/api/subscriptions/me"))
-        .header("x-gateway-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["user"], "ana");
+    let ana = Customer::from_key(&gw, &key);
+    assert_eq!(ana.get_json("/api/subscriptions/me").await["user"], "ana");
 
     // The dashboard: the subscription, then a tenant created and renamed.
     browser.click("#to-dashboard").await;
@@ -94,15 +85,7 @@ async fn a_customer_signs_up_manages_tenants_and_signs_out_in_a_browser() {
         .wait_for_text("#tenants .rows", |t| t.contains("Shop"))
         .await;
     assert!(row.contains("ten_"), "{row}");
-    let tenants: Value = bare_client()
-        .get(gw.url("/api/tenants"))
-        .header("x-gateway-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tenants = ana.get_json("/api/tenants").await;
     let id = tenants["data"][0]["id"].as_str().unwrap().to_owned();
     browser.click(&format!("#tenant-{id} summary")).await;
     browser.fill(&format!("#rename-{id}"), "Corner shop").await;
@@ -412,4 +395,158 @@ async fn wrong_keys_count_as_failed_logins_and_sign_up_is_limited_or_closed() {
         .await
         .unwrap();
     assert!(!landing.contains("cta-signup"));
+}
+
+/// Codex mode with a chat template and the bot, a skills inventory on the node's pool.
+fn agent_top(api_base: &str) -> String {
+    format!(
+        r#"auth: {{ mode: codex, require_key: true }}
+tiers:
+  workshop: {{ requests_per_minute: 1000 }}
+  tier1:    {{ requests_per_minute: 1000, max_tenants: 3, runs_per_month: 1000 }}
+templates:
+  chat: {{ name: Chat, agent: main, instructions: "{{{{message}}}}", inputs: {{ message: {{ required: true }} }} }}
+telegram: {{ bot_username: exoclaw_bot, template: chat, api_base: "{api_base}" }}
+"#
+    )
+}
+
+/// Signs `browser` in with `key` through the sign-in form.
+async fn sign_in(browser: &Browser, gw: &Gateway, key: &str) {
+    browser.goto(&gw.url("/signin")).await;
+    browser.fill("#key", key).await;
+    browser.click("#signin-submit").await;
+    browser.wait_for_path("/dashboard").await;
+}
+
+#[tokio::test]
+async fn a_customer_switches_skills_and_pairs_a_phone_in_a_browser() {
+    let inventory = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/skills/list-newest.json"
+    );
+    let node = MockNode::start(MockOptions {
+        skills: Some(std::fs::read(inventory).unwrap().into()),
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let fake = exoclaw::telegram::fake::FakeBotApi::start().await;
+    let pool = format!(
+        "    skills_inventory: {{ url: \"http://{}/skills.json\", ttl: 60s }}\n",
+        node.addr()
+    );
+    let gw = Gateway::start(
+        Setup::nodes(&[node.addr()])
+            .top(&agent_top(&fake.base_url()))
+            .pool(&pool)
+            .env("TELEGRAM_BOT_TOKEN", "123456:AAE-dashboard-test-token")
+            .env("TELEGRAM_WEBHOOK_SECRET", "dashboard-secret")
+            .clock_starting_at(T0),
+    )
+    .await;
+    let (_, key) = gw.create_key("sam", Some("tier1")).await;
+    let customer = Customer::from_key(&gw, &key);
+    let tenant = customer.tenant("Shop").await;
+    let browser = Browser::start("skills").await;
+    sign_in(&browser, &gw, &key).await;
+
+    // Skills: the basic pack is on at first look; weather is ready, github needs `gh`.
+    browser
+        .goto(&gw.url(&format!("/dashboard/tenants/{tenant}/skills")))
+        .await;
+    let weather = browser.text("#skill-weather").await;
+    assert!(weather.contains("✅ ready"), "{weather}");
+    let github = browser.text("#skill-github").await;
+    assert!(github.contains("⚠️ needs gh"), "{github}");
+    browser.click("#disable-weather").await;
+    browser.find("#enable-weather").await;
+    let view = customer
+        .get_json(&format!("/api/runtime/skills?tenantId={tenant}"))
+        .await;
+    let weather = view["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "weather")
+        .unwrap()
+        .clone();
+    assert_eq!(weather["policy"]["enabled"], false, "{weather}");
+    browser.click("#pack-ops").await;
+    browser.find("#disable-github").await;
+    browser.click("#remediate-hide").await;
+    let github = browser
+        .wait_for_text("#skill-github", |t| t.contains("hidden"))
+        .await;
+    assert!(github.contains("⚠️"), "{github}");
+    let (width, scrolled) = browser.overflow().await;
+    assert!(
+        scrolled <= width,
+        "wider than a phone: {scrolled} > {width}"
+    );
+    browser.shot("skills").await;
+
+    // Telegram: a code with its deep link and QR code, redeemed by a phone, then unpaired.
+    browser
+        .goto(&gw.url(&format!("/dashboard/tenants/{tenant}/telegram")))
+        .await;
+    assert!(browser.has("#no-pairings").await);
+    browser.click("#make-code").await;
+    let code = browser.text("#code").await;
+    assert_eq!(code.len(), 8, "{code}");
+    let link = browser.find("#deep-link").await.attr("href").await.unwrap();
+    assert_eq!(
+        link.as_deref(),
+        Some(&*format!("https://t.me/exoclaw_bot?start={code}"))
+    );
+    browser.find("#qr svg").await;
+    browser.shot("pairing-code").await;
+    let update = serde_json::json!({
+        "update_id": 5_000_001,
+        "message": { "message_id": 1, "date": 1_764_633_600, "text": format!("/start {code}"),
+                     "from": { "id": 4242, "is_bot": false, "first_name": "Ada", "username": "ada" },
+                     "chat": { "id": 4242, "type": "private" } }
+    });
+    let delivered = bare_client()
+        .post(gw.url("/api/webhooks/telegram"))
+        .header("x-telegram-bot-api-secret-token", "dashboard-secret")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivered.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        browser
+            .goto(&gw.url(&format!("/dashboard/tenants/{tenant}/telegram")))
+            .await;
+        if browser.has("#pairings li").await {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let row = browser.text("#pairings li").await;
+    assert!(row.contains("Ada (@ada)"), "{row}");
+    browser.shot("paired").await;
+    browser.click("#pairings li button").await;
+    browser.client.accept_alert().await.unwrap();
+    browser.find("#no-pairings").await;
+    let pairings = customer
+        .get_json(&format!("/api/telegram/pairings?tenant_id={tenant}"))
+        .await;
+    assert_eq!(pairings["data"].as_array().unwrap().len(), 0);
+
+    // Someone else's tenant is not found on either page.
+    let (_, other) = gw.create_key("zoe", Some("tier1")).await;
+    let stranger = Browser::start("skills-stranger").await;
+    sign_in(&stranger, &gw, &other).await;
+    for page in ["skills", "telegram"] {
+        stranger
+            .goto(&gw.url(&format!("/dashboard/tenants/{tenant}/{page}")))
+            .await;
+        assert_eq!(stranger.text("h1").await, "Not found", "{page}");
+    }
+    stranger.close().await;
+    browser.close().await;
 }

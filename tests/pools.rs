@@ -425,15 +425,25 @@ async fn killing_a_node_under_concurrent_load_fails_no_request_after_failover() 
     );
     let gw = std::sync::Arc::new(Gateway::start(Setup::pools(&yaml)).await);
     let started = std::time::Instant::now();
+    // Requests run until 40 have started well after the kill (bounded at 15 s): a busy machine
+    // sends fewer per second, and the test must still see enough of them after the failover.
+    let killed_at_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let after_kill = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..4 {
-        let gw = gw.clone();
+        let (gw, killed_at_ms, after_kill) = (gw.clone(), killed_at_ms.clone(), after_kill.clone());
         workers.push(tokio::spawn(async move {
             let mut results = Vec::new();
             let mut i = 0;
-            while started.elapsed() < std::time::Duration::from_millis(1500) {
+            while started.elapsed() < std::time::Duration::from_secs(15)
+                && after_kill.load(std::sync::atomic::Ordering::SeqCst) < 40
+            {
                 let at = started.elapsed();
                 let status = chat_as(&gw, &format!("load-{w}-{}", i % 10)).await;
+                let killed = killed_at_ms.load(std::sync::atomic::Ordering::SeqCst);
+                if killed != u64::MAX && at.as_millis() as u64 > killed + 50 {
+                    after_kill.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 results.push((at, status));
                 i += 1;
             }
@@ -443,6 +453,10 @@ async fn killing_a_node_under_concurrent_load_fails_no_request_after_failover() 
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let killed_at = started.elapsed();
     drop(mocks.remove(1));
+    killed_at_ms.store(
+        killed_at.as_millis() as u64,
+        std::sync::atomic::Ordering::SeqCst,
+    );
     let mut after = 0;
     for worker in workers {
         for (at, status) in worker.await.unwrap() {

@@ -6,6 +6,9 @@
 //! |---|---|
 //! | `/`, `/pricing`, `/signup`, `/signin`, `/signout` | `public` |
 //! | `/dashboard` (subscription, usage, tenants) | `account` |
+//! | `/dashboard/tenants/{id}` (its runs, the launch forms), `/dashboard/runs/{id}…` (one run, live) | `runs` |
+//! | `/dashboard/tenants/{id}/skills` (readiness, switches, packs, remediation) | `skills` |
+//! | `/dashboard/tenants/{id}/telegram` (pairing codes with their QR, paired users) | `telegram` |
 //! | `/assets/…` (CSS, JavaScript) | `assets` |
 //!
 //! Every page is answered with a strict Content-Security-Policy (scripts and styles from this
@@ -19,7 +22,10 @@
 pub mod account;
 pub mod assets;
 pub mod public;
+pub mod runs;
 pub mod session;
+pub mod skills;
+pub mod telegram;
 
 use std::sync::Arc;
 
@@ -64,6 +70,39 @@ pub fn router() -> Router<Arc<Sidecar>> {
         .route(
             "/dashboard/tenants/{id}/delete",
             post(account::delete_tenant),
+        )
+        .route(
+            "/dashboard/tenants/{id}/skills",
+            get(skills::show).post(skills::switch),
+        )
+        .route(
+            "/dashboard/tenants/{id}/skills/pack",
+            post(skills::apply_pack),
+        )
+        .route(
+            "/dashboard/tenants/{id}/skills/remediate",
+            post(skills::remediate),
+        )
+        .route("/dashboard/tenants/{id}/telegram", get(telegram::show))
+        .route(
+            "/dashboard/tenants/{id}/telegram/codes",
+            post(telegram::make_code),
+        )
+        .route(
+            "/dashboard/tenants/{id}/telegram/pairings/{pairing}/delete",
+            post(telegram::unpair),
+        )
+        .route("/dashboard/tenants/{id}", get(runs::tenant_page::show))
+        .route(
+            "/dashboard/tenants/{id}/runs",
+            post(runs::tenant_page::launch),
+        )
+        .route("/dashboard/runs/{id}", get(runs::run_page::show))
+        .route("/dashboard/runs/{id}/events", get(runs::run_page::events))
+        .route("/dashboard/runs/{id}/cancel", post(runs::run_page::cancel))
+        .route(
+            "/dashboard/runs/{id}/artifacts/{name}",
+            get(runs::run_page::artifact),
         )
         .route("/assets/{name}", get(assets::serve))
         .layer(axum::middleware::map_response(secure_headers))

@@ -10,6 +10,10 @@
 //!   `POST /api/runs/{id}/cancel`, `GET /api/runs/{id}/events` (SSE: status changes and output
 //!   as it streams), `GET /api/runs/{id}/artifacts[/{name}]`.
 //! - Someone else's run answers 404, exactly like one that does not exist.
+//!
+//! The work of each route is an action that the dashboard's pages call too, with the signed-in
+//! user as the caller: `submit_run`, `list_runs`, `owned_run`, `cancel_run`, `events_response`
+//! (the one SSE stream of a run), `artifacts_of`, `artifact_of` and `artifact_response`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,21 +24,23 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::extract::{self, Customer, Id, IdAndName, JsonBody, Params};
+use super::extract::{self, Caller, Customer, Id, IdAndName, JsonBody, Params};
 use super::tenants::owned_tenant;
 use super::Sidecar;
 
 use crate::api_error::{shown, ApiError, ErrorKind};
 use crate::config::AuthMode;
 use crate::headers;
+use crate::runs::artifacts::ArtifactInfo;
 use crate::runs::byok::{self, ProviderKey};
 use crate::runs::events::RunEvent;
-use crate::runs::queue::{CancelOutcome, Run, RunFilter, RunStatus};
+use crate::runs::queue::{CancelOutcome, Run, RunFilter, RunPage, RunStatus};
 use crate::runs::submit::{self, Submission, Submitted};
 use crate::runs::{self, artifacts, run_json};
 
@@ -52,13 +58,26 @@ pub struct SubmitBody {
     idempotency_key: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Which of the caller's runs to list (`GET /api/runs`'s query), newest first.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListParams {
-    tenant_id: Option<String>,
-    status: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<i64>,
+pub struct RunQuery {
+    pub tenant_id: Option<String>,
+    /// A status name; None or empty: every status.
+    pub status: Option<String>,
+    /// 1-100; None: 20.
+    pub limit: Option<u32>,
+    /// A previous page's `next_cursor`.
+    pub cursor: Option<i64>,
+}
+
+/// What a caller asks to run: the API's JSON body, or the dashboard's launch form.
+pub struct RunRequest {
+    pub tenant_id: String,
+    pub template: String,
+    /// The template's inputs, a JSON object of text fields.
+    pub input: Value,
+    pub idempotency_key: Option<String>,
 }
 
 /// `POST /api/runs`.
@@ -68,23 +87,15 @@ pub async fn submit(
     request_headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitBody>,
 ) -> Result<Response, ApiError> {
-    let tenant = owned_tenant(&sidecar, &caller.user, &body.tenant_id).await?;
-    let snapshot = sidecar.live.load_full();
-    let config = &snapshot.config;
-    let (tier_name, _) = sidecar.tier_of(&caller, config);
-    let submission = Submission {
-        tenant,
-        owner: caller.user.clone(),
-        tier: tier_name.to_owned(),
+    let request = RunRequest {
+        tenant_id: body.tenant_id,
         template: body.template,
         input: body.input.unwrap_or_else(|| json!({})),
         idempotency_key: body.idempotency_key,
-        provider_key: provider_key(&request_headers, config.auth.mode)?,
-        session: None,
     };
+    let provider_key = headers::bearer(&request_headers);
     let now = sidecar.clock.now_ms();
-    let enqueued = match submit::submit(&sidecar.runs, config, &sidecar.billing, submission).await?
-    {
+    let enqueued = match submit_run(&sidecar, &caller, request, provider_key).await? {
         Submitted::Created(run) => run,
         Submitted::Existing(run) => {
             let mut response = extract::json(200, run_json(&run, now));
@@ -104,30 +115,61 @@ pub async fn submit(
     Ok(response)
 }
 
-/// The provider key a BYOK run brings in `Authorization` (the gateway key then travels in
-/// `X-Gateway-Key`; the proxy already removed `Authorization` if it held the gateway key).
-/// In codex mode runs use the owner's stored Codex token, and carry no key.
-fn provider_key(
-    request_headers: &HeaderMap,
+/// Checks and queues a run in the caller's tenant, under the tier their request runs under.
+/// `provider_key` is the key the caller brought (the API's `Authorization`, the dashboard
+/// form's password field): checked against the auth mode, then kept in memory with the run.
+pub async fn submit_run(
+    sidecar: &Sidecar,
+    caller: &Caller,
+    request: RunRequest,
+    provider_key: Option<&str>,
+) -> Result<Submitted, ApiError> {
+    let RunRequest {
+        tenant_id,
+        template,
+        input,
+        idempotency_key,
+    } = request;
+    let tenant = owned_tenant(sidecar, &caller.user, &tenant_id).await?;
+    let snapshot = sidecar.live.load_full();
+    let config = &snapshot.config;
+    let (tier_name, _) = sidecar.tier_of(caller, config);
+    let submission = Submission {
+        tenant,
+        owner: caller.user.clone(),
+        tier: tier_name.to_owned(),
+        template,
+        input,
+        idempotency_key,
+        provider_key: checked_provider_key(provider_key, config.auth.mode)?,
+        session: None,
+    };
+    submit::submit(&sidecar.runs, config, &sidecar.billing, submission).await
+}
+
+/// The provider key a BYOK run brings (on the API in `Authorization`, the gateway key then
+/// travelling in `X-Gateway-Key`; the proxy already removed `Authorization` if it held the
+/// gateway key). In codex mode runs use the owner's stored Codex token, and carry no key.
+fn checked_provider_key(
+    presented: Option<&str>,
     mode: AuthMode,
 ) -> Result<Option<ProviderKey>, ApiError> {
     if mode == AuthMode::Codex {
         // The gateway sends the owner's stored Codex token; a provider key has no use here.
         return Ok(None);
     }
-    let key = headers::bearer(request_headers).filter(|k| !k.is_empty());
-    match key {
+    match presented.filter(|k| !k.is_empty()) {
         Some(key) if !byok::is_valid_key(key) => Err(ApiError::invalid_request(
             "invalid_provider_key",
-            "The provider key in Authorization must be 1-512 visible ASCII characters.",
+            "The provider key must be 1-512 visible ASCII characters.",
         )),
         Some(key) => Ok(Some(ProviderKey::new(key.to_owned()))),
-        None if mode == AuthMode::Byok => Err(ApiError::unauthenticated(
+        None => Err(ApiError::unauthenticated(
             "missing_provider_key",
-            "This gateway runs agents with your own provider key: send it as \
-             Authorization: Bearer sk-… and your gateway key as X-Gateway-Key: exo_….",
+            "This gateway runs agents with your own provider key: on the API send it as \
+             Authorization: Bearer sk-… and your gateway key as X-Gateway-Key: exo_…; on the \
+             dashboard, fill in the provider key field.",
         )),
-        None => Ok(None),
     }
 }
 
@@ -135,12 +177,27 @@ fn provider_key(
 pub async fn list(
     State(sidecar): State<Arc<Sidecar>>,
     Customer(caller): Customer,
-    Params(params): Params<ListParams>,
+    Params(query): Params<RunQuery>,
 ) -> Result<Response, ApiError> {
-    if let Some(tenant_id) = &params.tenant_id {
-        owned_tenant(&sidecar, &caller.user, tenant_id).await?;
+    let page = list_runs(&sidecar, &caller, &query).await?;
+    let now = sidecar.clock.now_ms();
+    let data: Vec<Value> = page.runs.iter().map(|r| run_json(r, now)).collect();
+    Ok(extract::json(
+        200,
+        json!({ "object": "list", "data": data, "next_cursor": page.next_cursor }),
+    ))
+}
+
+/// One page of the caller's runs (of one of their tenants, when the query names it).
+pub async fn list_runs(
+    sidecar: &Sidecar,
+    caller: &Caller,
+    query: &RunQuery,
+) -> Result<RunPage, ApiError> {
+    if let Some(tenant_id) = &query.tenant_id {
+        owned_tenant(sidecar, &caller.user, tenant_id).await?;
     }
-    let status = match params.status.as_deref() {
+    let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(s.parse::<RunStatus>().map_err(|_| {
             ApiError::invalid_request(
@@ -149,7 +206,7 @@ pub async fn list(
             )
         })?),
     };
-    let limit = params.limit.unwrap_or(20);
+    let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid_request(
             "invalid_limit",
@@ -158,18 +215,12 @@ pub async fn list(
     }
     let filter = RunFilter {
         owner: Some(caller.user.clone()),
-        tenant_id: params.tenant_id.clone(),
+        tenant_id: query.tenant_id.clone(),
         status,
         limit,
-        before_seq: params.cursor,
+        before_seq: query.cursor,
     };
-    let page = sidecar.runs.with_queue(move |q| q.list(&filter)).await?;
-    let now = sidecar.clock.now_ms();
-    let data: Vec<Value> = page.runs.iter().map(|r| run_json(r, now)).collect();
-    Ok(extract::json(
-        200,
-        json!({ "object": "list", "data": data, "next_cursor": page.next_cursor }),
-    ))
+    sidecar.runs.with_queue(move |q| q.list(&filter)).await
 }
 
 /// The caller's run `id`, or 404 (also when it is someone else's).
@@ -181,7 +232,8 @@ fn run_not_found(id: &str) -> ApiError {
     )
 }
 
-async fn owned_run(sidecar: &Sidecar, owner: &str, id: &str) -> Result<Run, ApiError> {
+/// The run `id` of `owner`, or 404 (also when it is someone else's).
+pub async fn owned_run(sidecar: &Sidecar, owner: &str, id: &str) -> Result<Run, ApiError> {
     let not_found = || run_not_found(id);
     if !artifacts::is_valid_run_id(id) {
         return Err(not_found());
@@ -207,19 +259,25 @@ pub async fn cancel(
     Customer(caller): Customer,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    owned_run(&sidecar, &caller.user, &id).await?;
-    let now = sidecar.clock.now_ms();
-    match sidecar.runs.cancel(&id).await? {
+    let run = cancel_run(&sidecar, &caller, &id).await?;
+    Ok(extract::json(200, run_json(&run, sidecar.clock.now_ms())))
+}
+
+/// Cancels the caller's run `id`: a queued one at once, a running one when its worker stops
+/// (the run answered is then still running, with `cancel_requested`). 409 once it ended.
+pub async fn cancel_run(sidecar: &Sidecar, caller: &Caller, id: &str) -> Result<Run, ApiError> {
+    owned_run(sidecar, &caller.user, id).await?;
+    match sidecar.runs.cancel(id).await? {
         CancelOutcome::Canceled(run) | CancelOutcome::Requested(run) => {
             tracing::info!(user = %caller.user, run = %run.id, "run cancel asked");
-            Ok(extract::json(200, run_json(&run, now)))
+            Ok(run)
         }
         CancelOutcome::AlreadyFinished(run) => Err(ApiError::new(
             ErrorKind::Conflict,
             "run_finished",
             format!("The run already ended: it is {}.", run.status.as_str()),
         )),
-        CancelOutcome::NotFound => Err(run_not_found(&id)),
+        CancelOutcome::NotFound => Err(run_not_found(id)),
     }
 }
 
@@ -234,10 +292,15 @@ pub async fn events(
     Id(id): Id,
 ) -> Result<Response, ApiError> {
     let run = owned_run(&sidecar, &caller.user, &id).await?;
+    Ok(events_response(sidecar, run))
+}
+
+/// The Server-Sent Events of `run` (which the caller owns), until it ends.
+pub fn events_response(sidecar: Arc<Sidecar>, run: Run) -> Response {
     let stream = watch_run(sidecar, run);
-    Ok(Sse::new(stream)
+    Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
+        .into_response()
 }
 
 fn status_event(run: &Run, at_ms: u64) -> Event {
@@ -356,10 +419,7 @@ pub async fn artifacts(
     Id(id): Id,
 ) -> Result<Response, ApiError> {
     let run = owned_run(&sidecar, &caller.user, &id).await?;
-    let found = sidecar.runs.artifacts.list(&run.id).await.map_err(|e| {
-        tracing::error!(run = %run.id, "cannot list the run's artifacts: {e}");
-        ApiError::internal()
-    })?;
+    let found = artifacts_of(&sidecar, &run).await?;
     let data: Vec<Value> = found
         .iter()
         .map(|a| {
@@ -378,6 +438,14 @@ pub async fn artifacts(
     ))
 }
 
+/// The artifacts `run` (which the caller owns) stored, by name.
+pub async fn artifacts_of(sidecar: &Sidecar, run: &Run) -> Result<Vec<ArtifactInfo>, ApiError> {
+    sidecar.runs.artifacts.list(&run.id).await.map_err(|e| {
+        tracing::error!(run = %run.id, "cannot list the run's artifacts: {e}");
+        ApiError::internal()
+    })
+}
+
 /// `GET /api/runs/{id}/artifacts/{name}`.
 pub async fn artifact(
     State(sidecar): State<Arc<Sidecar>>,
@@ -385,26 +453,40 @@ pub async fn artifact(
     IdAndName(id, name): IdAndName,
 ) -> Result<Response, ApiError> {
     let run = owned_run(&sidecar, &caller.user, &id).await?;
+    let (info, bytes) = artifact_of(&sidecar, &run, &name).await?;
+    Ok(artifact_response(&info, bytes))
+}
+
+/// The artifact `name` of `run` (which the caller owns), or 404.
+pub async fn artifact_of(
+    sidecar: &Sidecar,
+    run: &Run,
+    name: &str,
+) -> Result<(ArtifactInfo, Bytes), ApiError> {
     let not_found = || {
         ApiError::new(
             ErrorKind::NotFound,
             "artifact_not_found",
-            format!("The run has no artifact `{}`.", shown(&name)),
+            format!("The run has no artifact `{}`.", shown(name)),
         )
     };
-    if !artifacts::is_valid_name(&name) {
+    if !artifacts::is_valid_name(name) {
         return Err(not_found());
     }
     let found = sidecar
         .runs
         .artifacts
-        .get(&run.id, &name)
+        .get(&run.id, name)
         .await
         .map_err(|e| {
             tracing::error!(run = %run.id, "cannot read the run's artifact: {e}");
             ApiError::internal()
         })?;
-    let (info, bytes) = found.ok_or_else(not_found)?;
+    found.ok_or_else(not_found)
+}
+
+/// An artifact as a download: its type, `attachment` under its name, never sniffed.
+pub fn artifact_response(info: &ArtifactInfo, bytes: Bytes) -> Response {
     let mut response = Response::new(Body::from(bytes));
     let headers = response.headers_mut();
     headers.insert(
@@ -418,5 +500,5 @@ pub async fn artifact(
         http::header::X_CONTENT_TYPE_OPTIONS,
         http::HeaderValue::from_static("nosniff"),
     );
-    Ok(response)
+    response
 }

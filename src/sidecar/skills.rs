@@ -137,28 +137,56 @@ async fn save(
     }
 }
 
+/// A tenant's skills as its runtime has them, merged with its policy: what the view shows.
+pub struct TenantSkills {
+    pub tenant: Tenant,
+    pub runtime: String,
+    pub served: Served,
+    pub view: policy::SkillsView,
+    pub policy: Policy,
+}
+
+/// The caller's tenant's skills (the view's and the dashboard's).
+pub async fn tenant_skills(
+    sidecar: &Sidecar,
+    caller: &super::extract::Caller,
+    tenant_id: &str,
+    include_hidden: bool,
+) -> Result<TenantSkills, ApiError> {
+    let (tenant, runtime, policy) = tenant_policy(sidecar, caller, tenant_id).await?;
+    let served = inventory(sidecar, &runtime).await?;
+    let view = policy::view(&served.inventory, &policy, include_hidden);
+    Ok(TenantSkills {
+        tenant,
+        runtime,
+        served,
+        view,
+        policy,
+    })
+}
+
 /// `GET /api/runtime/skills`.
 pub async fn view(
     State(sidecar): State<Arc<Sidecar>>,
     Customer(caller): Customer,
     Params(params): Params<ViewParams>,
 ) -> Result<Response, ApiError> {
-    let (tenant, runtime, policy) = tenant_policy(&sidecar, &caller, &params.tenant_id).await?;
-    let served = inventory(&sidecar, &runtime).await?;
-    let merged = policy::view(
-        &served.inventory,
-        &policy,
+    let found = tenant_skills(
+        &sidecar,
+        &caller,
+        &params.tenant_id,
         params.include_hidden.unwrap_or(false),
-    );
+    )
+    .await?;
     Ok(extract::json(
         200,
         json!({
-            "tenantId": tenant.id,
-            "runtime": runtime,
-            "inventory": served.status(false),
-            "skills": merged.skills,
-            "hidden": merged.hidden,
-            "notInstalled": merged.not_installed,
+            "tenantId": found.tenant.id,
+            "runtime": found.runtime,
+            "inventory": found.served.status(false),
+            "skills": found.view.skills,
+            "hidden": found.view.hidden,
+            "notInstalled": found.view.not_installed,
         }),
     ))
 }
@@ -169,14 +197,25 @@ pub async fn patch(
     Customer(caller): Customer,
     JsonBody(body): JsonBody<PatchBody>,
 ) -> Result<Response, ApiError> {
-    let (tenant, _, policy) = tenant_policy(&sidecar, &caller, &body.tenant_id).await?;
-    let entries = policy::patch(&policy, &body.policies).map_err(policy_error)?;
-    let written = save(&sidecar, &tenant.id, entries).await?;
-    tracing::info!(user = %caller.user, tenant = %tenant.id, entries = written.len(), "skills policy changed");
+    let written = change_policies(&sidecar, &caller, &body.tenant_id, &body.policies).await?;
     Ok(extract::json(
         200,
-        json!({ "tenantId": tenant.id, "policies": written }),
+        json!({ "tenantId": body.tenant_id, "policies": written }),
     ))
+}
+
+/// Changes the flags of the skills `patches` name, in the caller's tenant's policy.
+pub async fn change_policies(
+    sidecar: &Sidecar,
+    caller: &super::extract::Caller,
+    tenant_id: &str,
+    patches: &[SkillPolicyPatch],
+) -> Result<Vec<SkillPolicy>, ApiError> {
+    let (tenant, _, policy) = tenant_policy(sidecar, caller, tenant_id).await?;
+    let entries = policy::patch(&policy, patches).map_err(policy_error)?;
+    let written = save(sidecar, &tenant.id, entries).await?;
+    tracing::info!(user = %caller.user, tenant = %tenant.id, entries = written.len(), "skills policy changed");
+    Ok(written)
 }
 
 /// `GET /api/runtime/skills/packs`.
@@ -191,30 +230,43 @@ pub async fn apply_pack(
     Customer(caller): Customer,
     JsonBody(body): JsonBody<PackBody>,
 ) -> Result<Response, ApiError> {
-    let (tenant, _, policy) = tenant_policy(&sidecar, &caller, &body.tenant_id).await?;
+    let (written, kept_disallowed) =
+        apply_pack_to(&sidecar, &caller, &body.tenant_id, &body.pack).await?;
+    Ok(extract::json(
+        200,
+        json!({
+            "tenantId": body.tenant_id,
+            "pack": body.pack,
+            "policies": written,
+            "keptDisallowed": kept_disallowed,
+        }),
+    ))
+}
+
+/// Enables and shows a pack's skills in the caller's tenant's policy; returns the entries
+/// written and the skills the pack names that stay disallowed.
+pub async fn apply_pack_to(
+    sidecar: &Sidecar,
+    caller: &super::extract::Caller,
+    tenant_id: &str,
+    pack: &str,
+) -> Result<(Vec<SkillPolicy>, Vec<String>), ApiError> {
+    let (tenant, _, policy) = tenant_policy(sidecar, caller, tenant_id).await?;
     let packs = sidecar.live.load_full().config.skills.packs.clone();
-    let applied = policy::apply_pack(&policy, &packs, &body.pack).map_err(|e| match e {
+    let applied = policy::apply_pack(&policy, &packs, pack).map_err(|e| match e {
         policy::PolicyError::UnknownPack { .. } => ApiError::new(
             ErrorKind::NotFound,
             "pack_not_found",
             format!(
                 "There is no pack `{}` (packs: {}).",
-                crate::api_error::shown(&body.pack),
+                crate::api_error::shown(pack),
                 packs.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
         ),
         other => policy_error(other),
     })?;
-    let written = save(&sidecar, &tenant.id, applied.changes).await?;
-    Ok(extract::json(
-        200,
-        json!({
-            "tenantId": tenant.id,
-            "pack": body.pack,
-            "policies": written,
-            "keptDisallowed": applied.kept_disallowed,
-        }),
-    ))
+    let written = save(sidecar, &tenant.id, applied.changes).await?;
+    Ok((written, applied.kept_disallowed))
 }
 
 /// `GET /api/runtime/skills/diagnostics`.
@@ -245,21 +297,33 @@ pub async fn remediate(
     Customer(caller): Customer,
     JsonBody(body): JsonBody<RemediateBody>,
 ) -> Result<Response, ApiError> {
-    let strategy = match body.strategy.as_deref() {
-        None => Strategy::default(),
-        Some(name) => name.parse::<Strategy>().map_err(policy_error)?,
-    };
-    let (tenant, runtime, policy) = tenant_policy(&sidecar, &caller, &body.tenant_id).await?;
-    let served = inventory(&sidecar, &runtime).await?;
-    let changes = policy::remediate(&served.inventory, &policy, strategy);
-    let written = save(&sidecar, &tenant.id, changes).await?;
-    tracing::info!(user = %caller.user, tenant = %tenant.id, strategy = strategy.as_str(), changed = written.len(), "skills remediated");
+    let (strategy, written) =
+        remediate_tenant(&sidecar, &caller, &body.tenant_id, body.strategy.as_deref()).await?;
     Ok(extract::json(
         200,
         json!({
-            "tenantId": tenant.id,
+            "tenantId": body.tenant_id,
             "strategy": strategy.as_str(),
             "policies": written,
         }),
     ))
+}
+
+/// Applies a remediation strategy (`hide_unavailable` when None) to the caller's tenant.
+pub async fn remediate_tenant(
+    sidecar: &Sidecar,
+    caller: &super::extract::Caller,
+    tenant_id: &str,
+    strategy: Option<&str>,
+) -> Result<(Strategy, Vec<SkillPolicy>), ApiError> {
+    let strategy = match strategy {
+        None => Strategy::default(),
+        Some(name) => name.parse::<Strategy>().map_err(policy_error)?,
+    };
+    let (tenant, runtime, policy) = tenant_policy(sidecar, caller, tenant_id).await?;
+    let served = inventory(sidecar, &runtime).await?;
+    let changes = policy::remediate(&served.inventory, &policy, strategy);
+    let written = save(sidecar, &tenant.id, changes).await?;
+    tracing::info!(user = %caller.user, tenant = %tenant.id, strategy = strategy.as_str(), changed = written.len(), "skills remediated");
+    Ok((strategy, written))
 }

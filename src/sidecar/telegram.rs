@@ -23,7 +23,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{self, Customer, Id, JsonBody, Params};
+use super::extract::{self, Caller, Customer, Id, JsonBody, Params};
 use super::tenants::owned_tenant;
 use super::Sidecar;
 use crate::api_error::{shown, ApiError, ErrorKind};
@@ -62,43 +62,16 @@ pub async fn create_code(
     Customer(caller): Customer,
     JsonBody(body): JsonBody<PairingBody>,
 ) -> Result<Response, ApiError> {
-    let snapshot = sidecar.live.load_full();
-    let bot_username = snapshot
-        .config
-        .telegram
-        .as_ref()
-        .map(|t| t.bot_username.clone())
-        .ok_or_else(not_configured)?;
-    let tenant = owned_tenant(&sidecar, &caller.user, &body.tenant_id).await?;
-    let code = PairingCode::generate().map_err(|e| {
-        tracing::error!(error = %e, "no pairing code");
-        ApiError::internal()
-    })?;
-    let (hash, tenant_id, owner, now) = (
-        code.hash(),
-        tenant.id.clone(),
-        caller.user.clone(),
-        sidecar.clock.now_ms(),
-    );
-    let created = sidecar
-        .with_db("telegram pairing", move |conn| {
-            store::create_code(conn, &hash, &tenant_id, &owner, now).map_err(|e| e.to_string())
-        })
-        .await?;
-    let expires_ms = match created {
-        CodeCreated::Created { expires_ms } => expires_ms,
-        CodeCreated::TooManyPending { pending } => return Err(too_many_pending(pending)),
-    };
-    tracing::info!(user = %caller.user, tenant = %tenant.id, "telegram pairing code made");
+    let made = make_code(&sidecar, &caller, &body.tenant_id).await?;
     let mut response = extract::json(
         201,
         json!({
             "object": "telegram_pairing_code",
-            "tenant_id": tenant.id,
-            "code": code.as_str(),
-            "deep_link": code.deep_link(&bot_username),
-            "expires_ms": expires_ms,
-            "bot_username": bot_username,
+            "tenant_id": made.tenant_id,
+            "code": made.code.as_str(),
+            "deep_link": made.deep_link,
+            "expires_ms": made.expires_ms,
+            "bot_username": made.bot_username,
         }),
     );
     response.headers_mut().insert(
@@ -108,23 +81,84 @@ pub async fn create_code(
     Ok(response)
 }
 
+/// A pairing code just made, to show its owner once.
+pub struct NewCode {
+    pub tenant_id: String,
+    pub code: PairingCode,
+    pub deep_link: String,
+    pub expires_ms: u64,
+    pub bot_username: String,
+}
+
+/// Makes a pairing code for the caller's tenant (503 without a bot, 409 over the pending limit).
+pub async fn make_code(
+    sidecar: &Sidecar,
+    caller: &Caller,
+    tenant_id: &str,
+) -> Result<NewCode, ApiError> {
+    let snapshot = sidecar.live.load_full();
+    let bot_username = snapshot
+        .config
+        .telegram
+        .as_ref()
+        .map(|t| t.bot_username.clone())
+        .ok_or_else(not_configured)?;
+    let tenant = owned_tenant(sidecar, &caller.user, tenant_id).await?;
+    let code = PairingCode::generate().map_err(|e| {
+        tracing::error!(error = %e, "no pairing code");
+        ApiError::internal()
+    })?;
+    let (hash, id, owner, now) = (
+        code.hash(),
+        tenant.id.clone(),
+        caller.user.clone(),
+        sidecar.clock.now_ms(),
+    );
+    let created = sidecar
+        .with_db("telegram pairing", move |conn| {
+            store::create_code(conn, &hash, &id, &owner, now).map_err(|e| e.to_string())
+        })
+        .await?;
+    let expires_ms = match created {
+        CodeCreated::Created { expires_ms } => expires_ms,
+        CodeCreated::TooManyPending { pending } => return Err(too_many_pending(pending)),
+    };
+    tracing::info!(user = %caller.user, tenant = %tenant.id, "telegram pairing code made");
+    Ok(NewCode {
+        deep_link: code.deep_link(&bot_username),
+        tenant_id: tenant.id,
+        code,
+        expires_ms,
+        bot_username,
+    })
+}
+
 /// `GET /api/telegram/pairings?tenant_id=`.
 pub async fn list(
     State(sidecar): State<Arc<Sidecar>>,
     Customer(caller): Customer,
     Params(params): Params<ListParams>,
 ) -> Result<Response, ApiError> {
-    let tenant = owned_tenant(&sidecar, &caller.user, &params.tenant_id).await?;
-    let pairings = sidecar
-        .with_db("telegram pairings", move |conn| {
-            store::pairings_of_tenant(conn, &tenant.id).map_err(|e| e.to_string())
-        })
-        .await?;
+    let pairings = tenant_pairings(&sidecar, &caller, &params.tenant_id).await?;
     let data: Vec<Value> = pairings.iter().map(pairing_json).collect();
     Ok(extract::json(
         200,
         json!({ "object": "list", "data": data }),
     ))
+}
+
+/// The Telegram users paired with the caller's tenant, oldest first.
+pub async fn tenant_pairings(
+    sidecar: &Sidecar,
+    caller: &Caller,
+    tenant_id: &str,
+) -> Result<Vec<Pairing>, ApiError> {
+    let tenant = owned_tenant(sidecar, &caller.user, tenant_id).await?;
+    sidecar
+        .with_db("telegram pairings", move |conn| {
+            store::pairings_of_tenant(conn, &tenant.id).map_err(|e| e.to_string())
+        })
+        .await
 }
 
 /// `DELETE /api/telegram/pairings/{id}`: only a pairing with a tenant of the caller's.
@@ -133,7 +167,20 @@ pub async fn delete(
     Customer(caller): Customer,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
-    let pairing_id: i64 = id.parse().map_err(|_| pairing_not_found(&id))?;
+    let deleted = remove_pairing(&sidecar, &caller, &id).await?;
+    Ok(extract::json(
+        200,
+        json!({ "id": deleted.id, "object": "telegram_pairing", "deleted": true }),
+    ))
+}
+
+/// Removes pairing `id` of one of the caller's tenants (404 for anyone else's, as for none).
+pub async fn remove_pairing(
+    sidecar: &Sidecar,
+    caller: &Caller,
+    id: &str,
+) -> Result<Pairing, ApiError> {
+    let pairing_id: i64 = id.parse().map_err(|_| pairing_not_found(id))?;
     let owner = caller.user.clone();
     let deleted = sidecar
         .with_db("telegram pairings", move |conn| {
@@ -152,17 +199,14 @@ pub async fn delete(
             Ok(deleted.then_some(pairing))
         })
         .await?
-        .ok_or_else(|| pairing_not_found(&id))?;
+        .ok_or_else(|| pairing_not_found(id))?;
     tracing::info!(
         user = %caller.user,
         tenant = %deleted.tenant_id,
         pairing = deleted.id,
         "telegram pairing deleted"
     );
-    Ok(extract::json(
-        200,
-        json!({ "id": deleted.id, "object": "telegram_pairing", "deleted": true }),
-    ))
+    Ok(deleted)
 }
 
 fn not_configured() -> ApiError {

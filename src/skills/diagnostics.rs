@@ -68,6 +68,31 @@ pub fn reasons(skill: &Skill) -> Vec<Reason> {
     }
 }
 
+/// Why `skill` is not ready, in a few words (`needs gh, GITHUB_TOKEN`, `only on darwin`), for
+/// the Telegram bot's `/skills` and the dashboard; empty when it is ready.
+pub fn short_reason(skill: &Skill) -> String {
+    let m = &skill.missing;
+    let needs: Vec<&str> = m
+        .bins
+        .iter()
+        .chain(&m.any_bins)
+        .chain(&m.env)
+        .chain(&m.config)
+        .map(String::as_str)
+        .collect();
+    if !needs.is_empty() {
+        return format!("needs {}", needs.join(", "));
+    }
+    match reasons(skill).first() {
+        None => String::new(),
+        Some(Reason::Disabled) => "turned off on the node".into(),
+        Some(Reason::BlockedByAllowlist) => "not in the node's allowlist".into(),
+        Some(Reason::BlockedByAgentFilter) => "not available to this agent".into(),
+        Some(Reason::PlatformIncompatible) => format!("only on {}", m.os.join(", ")),
+        Some(_) => "not available on the node".into(),
+    }
+}
+
 /// One skill the runtime has but cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

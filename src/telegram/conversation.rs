@@ -31,7 +31,7 @@ use crate::api_error::ApiError;
 use crate::config::telegram::{Telegram, MESSAGE_INPUT};
 use crate::config::{Config, Limit};
 use crate::runs::submit::{self, Submission, Submitted};
-use crate::skills::diagnostics::{self, Reason};
+use crate::skills::diagnostics;
 use crate::skills::policy;
 use crate::tenants::{self, Tenant};
 
@@ -431,7 +431,7 @@ async fn skills(bot: &Bot, tenant_id: &str, owner: &str) -> Result<String, Trans
             };
             match s.ready {
                 true => format!("✅ {name}"),
-                false => format!("⚠️ {name} – {}", short_reason(&s.skill)),
+                false => format!("⚠️ {name} – {}", diagnostics::short_reason(&s.skill)),
             }
         })
         .collect();
@@ -446,29 +446,6 @@ async fn skills(bot: &Bot, tenant_id: &str, owner: &str) -> Result<String, Trans
         tenant.name,
         lines.join("\n")
     ))
-}
-
-/// Why a skill is not ready, in a few words.
-fn short_reason(skill: &crate::skills::inventory::Skill) -> String {
-    let m = &skill.missing;
-    let needs: Vec<&str> = m
-        .bins
-        .iter()
-        .chain(&m.any_bins)
-        .chain(&m.env)
-        .chain(&m.config)
-        .map(String::as_str)
-        .collect();
-    if !needs.is_empty() {
-        return format!("needs {}", needs.join(", "));
-    }
-    match diagnostics::reasons(skill).first() {
-        Some(Reason::Disabled) => "turned off on the node".into(),
-        Some(Reason::BlockedByAllowlist) => "not in the node's allowlist".into(),
-        Some(Reason::BlockedByAgentFilter) => "not available to this agent".into(),
-        Some(Reason::PlatformIncompatible) => format!("only on {}", m.os.join(", ")),
-        _ => "not available on the node".into(),
-    }
 }
 
 /// `/status`: the owner's tier, the month's requests against the quota, the runs it allows.

@@ -583,8 +583,13 @@ pub struct Customer {
 impl Customer {
     pub async fn new(gw: &Gateway, user: &str, tier: &str) -> Customer {
         let (_, key) = gw.create_key(user, Some(tier)).await;
+        Customer::from_key(gw, &key)
+    }
+
+    /// The customer who holds `key`.
+    pub fn from_key(gw: &Gateway, key: &str) -> Customer {
         Customer {
-            key,
+            key: key.to_owned(),
             base: gw.url(""),
         }
     }
