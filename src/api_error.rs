@@ -236,7 +236,8 @@ impl ApiError {
             "not_found",
             format!(
                 "No admin endpoint {}. The admin listener serves /metrics, /admin/keys, \
-                 /admin/usage, /admin/nodes and /admin/ledger.",
+                 /admin/usage, /admin/nodes, /admin/ledger, /admin/runs and /admin/reload, \
+                 and the operators' pages at /.",
                 shown_path(path)
             ),
         )

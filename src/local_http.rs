@@ -6,7 +6,6 @@ use bytes::{Bytes, BytesMut};
 use http::Response;
 use pingora::protocols::http::ServerSession;
 use rand::RngCore;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
@@ -59,17 +58,6 @@ pub async fn read_body(session: &mut ServerSession, cap: usize) -> Result<Bytes,
             }
         }
     }
-}
-
-/// Reads the whole request body as JSON of type `T`, refusing bodies over `MAX_APP_BODY`.
-pub async fn read_json<T: DeserializeOwned>(session: &mut ServerSession) -> Result<T, ApiError> {
-    let body = read_body(session, MAX_APP_BODY).await?;
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid_request(
-            "invalid_json",
-            format!("The body is not the expected JSON: {e}"),
-        )
-    })
 }
 
 /// Runs blocking work (SQLite) on a blocking thread. An error starting with `invalid: ` is the

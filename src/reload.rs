@@ -10,6 +10,9 @@
 //! have caught) panic while building the snapshot — is logged and counted, the running config
 //! stays, and the next edit or SIGHUP is tried.
 //!
+//! The outcome of the latest reload — when, what triggered it, ok or the reason it was refused —
+//! is kept in `LastReload`, which the operators' pages and `GET /admin/reload` show.
+//!
 //! Some settings are fixed when the process starts — listeners, threads, the grace period, the
 //! database and ledger writer, the names of secret variables, the failed-authentication limit.
 //! A reload that changes them keeps the running values and names them in the log.
@@ -19,32 +22,74 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, Server};
 use crate::metrics::Metrics;
 use crate::state::{LiveSnapshot, Snapshot};
 
 const POLL: Duration = Duration::from_millis(500);
 
+/// How one reload ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadOutcome {
+    /// When it happened (Unix ms, on the gateway's clock).
+    pub at_ms: u64,
+    /// What set it off: `SIGHUP` or `file changed`.
+    pub trigger: String,
+    /// `ok`, `invalid` (the file was refused) or `failed` (building the snapshot panicked): the
+    /// label of `exoclaw_config_reloads_total`.
+    pub result: &'static str,
+    /// Why it was refused; None when it applied.
+    pub error: Option<String>,
+}
+
+/// The latest reload's outcome, shared by the watcher (which writes it) and the admin listener
+/// (which shows it). Empty until the first reload after start.
+#[derive(Default)]
+pub struct LastReload(ArcSwapOption<ReloadOutcome>);
+
+impl LastReload {
+    pub fn record(&self, outcome: ReloadOutcome) {
+        self.0.store(Some(Arc::new(outcome)));
+    }
+
+    pub fn get(&self) -> Option<Arc<ReloadOutcome>> {
+        self.0.load_full()
+    }
+}
+
 pub struct ConfigWatcher {
     path: PathBuf,
     live: LiveSnapshot,
     metrics: Arc<Metrics>,
     watch_file: bool,
+    last: Arc<LastReload>,
+    clock: SharedClock,
 }
 
 impl ConfigWatcher {
-    pub fn new(path: PathBuf, live: LiveSnapshot, metrics: Arc<Metrics>, watch_file: bool) -> Self {
+    pub fn new(
+        path: PathBuf,
+        live: LiveSnapshot,
+        metrics: Arc<Metrics>,
+        watch_file: bool,
+        last: Arc<LastReload>,
+        clock: SharedClock,
+    ) -> Self {
         ConfigWatcher {
             path,
             live,
             metrics,
             watch_file,
+            last,
+            clock,
         }
     }
 
@@ -53,8 +98,8 @@ impl ConfigWatcher {
         self.reload_from(why, || Config::load_to_serve(&self.path))
     }
 
-    /// Loads a config with `load` and swaps in a snapshot built from it; logs and counts the
-    /// outcome. A panic anywhere in here is caught as a last resort — it would mean validation
+    /// Loads a config with `load` and swaps in a snapshot built from it; logs, counts and records
+    /// the outcome. A panic anywhere in here is caught as a last resort — it would mean validation
     /// let through a config the pools cannot be built from — so the running config keeps
     /// serving and the watcher lives on to try the next edit.
     fn reload_from(
@@ -85,6 +130,12 @@ impl ConfigWatcher {
             .config_reloads
             .with_label_values(&[result])
             .inc();
+        self.last.record(ReloadOutcome {
+            at_ms: self.clock.now_ms(),
+            trigger: why.to_owned(),
+            result,
+            error: outcome.as_ref().err().map(|(_, e)| e.clone()),
+        });
         match outcome {
             Ok(_) => {
                 tracing::info!(path = %self.path.display(), trigger = why, "config reloaded");
@@ -280,8 +331,16 @@ mod tests {
         let running = Config::from_yaml(&format!("{POOLS}server: {{ {LISTEN} }}\n")).unwrap();
         let live = crate::state::live(running.clone());
         let metrics = Arc::new(Metrics::new());
-        let watcher =
-            ConfigWatcher::new("unused.yaml".into(), live.clone(), metrics.clone(), false);
+        let last = Arc::new(LastReload::default());
+        let clock = Arc::new(crate::clock::ManualClock::new(7_000));
+        let watcher = ConfigWatcher::new(
+            "unused.yaml".into(),
+            live.clone(),
+            metrics.clone(),
+            false,
+            last.clone(),
+            clock.clone(),
+        );
         let weight =
             |live: &LiveSnapshot| live.load().pools.get("p").unwrap().nodes()[0].config.weight;
         let count = |result: &str| metrics.config_reloads.with_label_values(&[result]).get();
@@ -292,14 +351,24 @@ mod tests {
         let e = watcher.reload_from("test", || Ok(heavy)).unwrap_err();
         assert!(e.contains("panicked"), "{e}");
         assert_eq!((weight(&live), count("failed")), (1, 1));
+        assert_eq!(last.get().unwrap().result, "failed");
 
-        let refused = watcher.reload_from("test", || Config::from_yaml("pools: {}"));
+        clock.advance(1_000);
+        let refused = watcher.reload_from("SIGHUP", || Config::from_yaml("pools: {}"));
         assert!(refused.is_err());
         assert_eq!(count("invalid"), 1);
+        let recorded = last.get().unwrap();
+        assert_eq!(
+            (recorded.at_ms, recorded.trigger.as_str(), recorded.result),
+            (8_000, "SIGHUP", "invalid")
+        );
+        assert_eq!(recorded.error, refused.err());
 
         let mut lighter = running.clone();
         lighter.pools.get_mut("p").unwrap().nodes[0].weight = 3;
-        watcher.reload_from("test", || Ok(lighter)).unwrap();
+        watcher.reload_from("file changed", || Ok(lighter)).unwrap();
         assert_eq!((weight(&live), count("ok")), (3, 1));
+        let recorded = last.get().unwrap();
+        assert_eq!((recorded.result, recorded.error.as_deref()), ("ok", None));
     }
 }

@@ -1,6 +1,7 @@
 //! Builds the one Pingora `Server` that runs ExoClaw's services from a validated config:
-//! the proxy (public), the sidecar (loopback, behind the proxy), the admin API (loopback), and
-//! background work (credential sync, limiter sweeps).
+//! the proxy (public), the sidecar (loopback, behind the proxy), the admin listener (loopback:
+//! the JSON API and the operators' pages), and background work (credential sync, limiter
+//! sweeps).
 //!
 //! `main.rs` parses the command line; this module turns a `Config` into services. Pingora owns
 //! the tokio runtimes, so anything async belongs in a background service added here, never in a
@@ -33,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::proxy::connection::Guarded;
 use crate::proxy::drain::Draining;
 use crate::proxy::Gateway;
-use crate::reload::ConfigWatcher;
+use crate::reload::{ConfigWatcher, LastReload};
 use crate::runs::artifacts::Artifacts;
 use crate::runs::node_call::NodeClient;
 use crate::runs::queue::{RunQueue, SqliteQueue};
@@ -252,18 +253,23 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
     sidecar.add_tcp(&config.server.sidecar_listen.to_string());
     server.add_service(sidecar).add_dependency(&bootstrap);
 
+    let last_reload = Arc::new(LastReload::default());
+    let admin_app = Arc::new(AdminApp {
+        credentials: credentials.clone(),
+        live: live.clone(),
+        ledger: ledger.clone(),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        token: admin_token,
+        manual_clock,
+        runs: runs.clone(),
+        last_reload: last_reload.clone(),
+        sessions: Default::default(),
+        sign_in_failures: AuthFailureGuard::new(config.auth.failed_auth_per_minute),
+    });
     let mut admin = Service::new(
         "admin".to_owned(),
-        AdminApp {
-            credentials: credentials.clone(),
-            live: live.clone(),
-            ledger: ledger.clone(),
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            token: admin_token,
-            manual_clock,
-            runs: runs.clone(),
-        },
+        AxumApp::new(crate::admin::router(admin_app)),
     );
     admin.add_tcp(&config.server.admin_listen.to_string());
     server.add_service(admin).add_dependency(&bootstrap);
@@ -294,6 +300,8 @@ pub fn build(config: &Config, launch: Launch) -> Result<(Server, Handles), Strin
                 live.clone(),
                 metrics.clone(),
                 config.server.watch_config,
+                last_reload,
+                clock.clone(),
             ),
         ));
     }

@@ -1,5 +1,6 @@
 //! `/assets/{name}`: the dashboard's stylesheet and scripts, embedded in the binary: `app.js` on
-//! every page, `runs.js` on a run's page (it follows the run live).
+//! every page, `runs.js` on a run's page (it follows the run live), and the operators'
+//! additions (`admin.css`, `admin.js`), served on the admin listener.
 //!
 //! They may be cached for an hour; a new release changes them, so the cache is short.
 
@@ -12,6 +13,8 @@ use super::PageError;
 const APP_CSS: &str = include_str!("assets/app.css");
 const APP_JS: &str = include_str!("assets/app.js");
 const RUNS_JS: &str = include_str!("assets/runs.js");
+const ADMIN_CSS: &str = include_str!("assets/admin.css");
+const ADMIN_JS: &str = include_str!("assets/admin.js");
 
 /// `GET /assets/{name}`.
 pub async fn serve(Path(name): Path<String>) -> Result<Response, PageError> {
@@ -19,6 +22,8 @@ pub async fn serve(Path(name): Path<String>) -> Result<Response, PageError> {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "runs.js" => (RUNS_JS, "text/javascript; charset=utf-8"),
+        "admin.css" => (ADMIN_CSS, "text/css; charset=utf-8"),
+        "admin.js" => (ADMIN_JS, "text/javascript; charset=utf-8"),
         _ => return Err(PageError::not_found()),
     };
     let mut response = body.into_response();

@@ -16,7 +16,8 @@
 //! API does not already have: the handlers call the same domain modules and gates as the JSON
 //! routes, with the signed-in user as the caller (`session::WebUser`).
 //!
-//! Not for: JSON (`crate::sidecar`), the operator's pages (the admin listener).
+//! Not for: JSON (`crate::sidecar`), the operators' pages (`admin::pages`, on the admin
+//! listener, which share the templates directory, the assets and `secure_headers`).
 
 pub mod account;
 pub mod assets;
@@ -116,7 +117,8 @@ pub fn is_page_path(path: &str) -> bool {
         || path.starts_with("/assets/")
 }
 
-async fn secure_headers(mut response: Response) -> Response {
+/// The headers every page and asset carries (the operators' pages too, `admin::pages`).
+pub async fn secure_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

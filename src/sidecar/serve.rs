@@ -1,22 +1,27 @@
-//! Serves the sidecar's axum router on a Pingora listening service.
+//! Serves an axum router — the sidecar's, and the admin listener's — on a Pingora listening
+//! service.
 //!
-//! The listener stays Pingora's, so a zero-downtime upgrade hands the sidecar's socket to the
-//! new process with the proxy's and the admin API's. Each accepted connection is served by
-//! hyper's HTTP/1 server with the router as its service: streamed responses (a run's SSE
-//! events) flow chunk by chunk, and a graceful stop lets the request in progress finish and
-//! closes the connection after it.
+//! The listener stays Pingora's, so a zero-downtime upgrade hands the socket to the new process
+//! with the proxy's. Each accepted connection is served by hyper's HTTP/1 server with the router
+//! as its service: streamed responses (a run's SSE events) flow chunk by chunk, and a graceful
+//! stop lets the request in progress finish and closes the connection after it. Each request
+//! carries the peer's address as axum's `ConnectInfo<SocketAddr>` (the admin listener's sign-in
+//! counts failures per address).
 //!
-//! Not for: routes or handlers (`sidecar::router` and its modules).
+//! Not for: routes or handlers (`sidecar::router`, `admin::router` and their modules).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use tower::ServiceExt;
 
 /// An axum router as a Pingora app.
 pub struct AxumApp {
@@ -36,7 +41,17 @@ impl ServerApp for AxumApp {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let service = TowerToHyperService::new(self.router.clone());
+        let peer: Option<SocketAddr> = stream
+            .get_socket_digest()
+            .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).copied());
+        let service = TowerToHyperService::new(self.router.clone().map_request(
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                if let Some(peer) = peer {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                }
+                request
+            },
+        ));
         let connection = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
