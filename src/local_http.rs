@@ -97,6 +97,19 @@ pub fn secret_matches(presented: &[u8], expected: &[u8]) -> bool {
     presented.len() == expected.len() && bool::from(presented.ct_eq(expected))
 }
 
+/// The value of cookie `name`, when it is a token (64 hex digits).
+pub fn cookie_token(request_headers: &http::HeaderMap, name: &str) -> Option<String> {
+    request_headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.to_owned())
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

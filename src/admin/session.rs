@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -122,18 +122,7 @@ pub fn removed_cookie() -> String {
     format!("{COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict")
 }
 
-/// The value of cookie `name`, when it is a token (64 hex digits).
-pub fn cookie_token(request_headers: &HeaderMap, name: &str) -> Option<String> {
-    request_headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.to_owned())
-        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+pub use crate::local_http::cookie_token;
 
 /// The sign-in form's token, and the cookie to set when the browser has none yet.
 pub struct FormToken {
@@ -324,13 +313,16 @@ mod tests {
         let mut h = HeaderMap::new();
         let token = "a".repeat(64);
         h.insert(
-            header::COOKIE,
+            axum::http::header::COOKIE,
             format!("exoclaw_session={}; {COOKIE}={token}", "b".repeat(64))
                 .parse()
                 .unwrap(),
         );
         assert_eq!(cookie_token(&h, COOKIE), Some(token));
-        h.insert(header::COOKIE, format!("{COOKIE}=short").parse().unwrap());
+        h.insert(
+            axum::http::header::COOKIE,
+            format!("{COOKIE}=short").parse().unwrap(),
+        );
         assert_eq!(cookie_token(&h, COOKIE), None);
     }
 }

@@ -151,7 +151,7 @@ struct FormToken {
 }
 
 fn form_token(sidecar: &Sidecar, parts: &Parts) -> FormToken {
-    let existing = cookie_value(parts, FORM_COOKIE).filter(|v| v.len() == 64);
+    let existing = cookie_value(parts, FORM_COOKIE);
     let (value, set_cookie) = match existing {
         Some(value) => (value, None),
         None => {
@@ -169,15 +169,7 @@ fn form_token(sidecar: &Sidecar, parts: &Parts) -> FormToken {
 }
 
 fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_owned())
+    local_http::cookie_token(&parts.headers, name)
 }
 
 /// Checks an anonymous form's token against its cookie.

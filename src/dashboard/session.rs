@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
@@ -126,15 +126,7 @@ pub fn removed_cookie() -> String {
 
 /// The session token the browser sent, if any.
 pub fn token_from(request_headers: &HeaderMap) -> Option<String> {
-    request_headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+    local_http::cookie_token(request_headers, COOKIE)
 }
 
 /// A signed-in user of a page.
@@ -334,11 +326,14 @@ mod tests {
         let mut h = HeaderMap::new();
         let token = "a".repeat(64);
         h.insert(
-            header::COOKIE,
+            axum::http::header::COOKIE,
             format!("other=1; {COOKIE}={token}").parse().unwrap(),
         );
         assert_eq!(token_from(&h), Some(token));
-        h.insert(header::COOKIE, format!("{COOKIE}=short").parse().unwrap());
+        h.insert(
+            axum::http::header::COOKIE,
+            format!("{COOKIE}=short").parse().unwrap(),
+        );
         assert_eq!(token_from(&h), None);
     }
 }
